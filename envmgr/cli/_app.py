@@ -1,0 +1,114 @@
+"""The typer application, its global options, and error rendering.
+
+The CLI only parses arguments and prints results: every command calls a core
+function with explicit paths and renders the typed result it returns.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+
+from ..config import Config, load_config
+from ..errors import EXIT_FAILURE, EXIT_USAGE, EnvmgrError
+from ..results import Result, emit, envelope, write_json
+
+app = typer.Typer(
+    name="envmgr",
+    help="Conda environment and Jupyter kernel lifecycle manager for shared JupyterHubs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print a versioned JSON document instead of text.")
+
+
+@dataclass
+class CliState:
+    """Global options, parsed once; the configuration is loaded on first use."""
+
+    config_path: Path | None = None
+    root: Path | None = None
+    quiet: bool = False
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+    _config: Config | None = None
+    command: str = ""
+    as_json: bool = False
+
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(config_path=self.config_path, root=self.root)
+        return self._config
+
+    def progress(self, message: str) -> None:
+        """Progress for people goes to stderr, so stdout stays parseable."""
+        if not self.quiet and not self.as_json:
+            self.err.print(f"[dim]·[/dim] {message}", highlight=False)
+
+    def emit(self, result: Result, *, as_json: bool) -> None:
+        emit(self.out, self.command, result, as_json=as_json)
+        code = result.exit_code
+        if code:
+            raise typer.Exit(code)
+
+
+def state(ctx: typer.Context, *, command: str, as_json: bool = False) -> CliState:
+    obj: CliState = ctx.ensure_object(CliState)
+    obj.command = command
+    obj.as_json = as_json
+    return obj
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    root: Path = typer.Option(None, "--root", help="envmgr root directory (default: ENVMGR_ROOT, "
+                              "the config file's root, or ~/.local/share/envmgr)."),
+    config: Path = typer.Option(None, "--config", help="Site configuration file "
+                                "(default: ENVMGR_CONFIG or /etc/envmgr/config.yaml)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (for cron)."),
+) -> None:
+    ctx.obj = CliState(config_path=config, root=root, quiet=quiet)
+
+
+def _render_error(obj: CliState | None, exc: EnvmgrError) -> int:
+    if obj is not None and obj.as_json:
+        write_json(obj.out, envelope(obj.command, error=exc.to_json()))
+    else:
+        err = obj.err if obj is not None else Console(stderr=True)
+        err.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
+    return exc.exit_code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (never raises for user errors)."""
+    command = typer.main.get_command(app)
+    obj = CliState()
+    try:
+        result: Any = command.main(args=argv if argv is not None else sys.argv[1:],
+                                   prog_name="envmgr", standalone_mode=False, obj=obj)
+    except EnvmgrError as exc:
+        return _render_error(obj, exc)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
+    except click.exceptions.Abort:
+        Console(stderr=True).print("aborted")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,24 @@
+"""`envmgr spec ...`: validate spec files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..commands.spec_check import check_specs
+from ._app import JSON_OPTION, app, state
+
+spec_app = typer.Typer(help="Validate environment specs.", no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+
+
+@spec_app.command("check")
+def spec_check(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., help="Spec files or directories of specs."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Validate specs; exit 2 and name file:line:column:key for every problem."""
+    obj = state(ctx, command="spec check", as_json=as_json)
+    obj.emit(check_specs(paths), as_json=as_json)

@@ -1,0 +1,137 @@
+"""Where everything lives under an envmgr root.
+
+One class owns every path so that the build, the kernels, the collector and the
+status report cannot disagree about the layout (docs/design.md describes it).
+
+    ROOT/
+      envs/<family>/<build-id>/          a published conda prefix, never modified
+      envs/<family>/latest -> <build-id> relative symlink, swapped with os.replace
+      envs/<family>/.staging-<build-id>/ a build in progress (stale ones are cleared)
+      records/<family>/<build-id>/       build record; outlives the prefix (tombstone)
+      stable/<family>.json               promoted stable releases of a family
+      leases/<family>/<build-id>.lease   kernels hold a shared flock on this file
+      locks/<family>.lock                per-family build lock (+ .holder.json)
+      trash/                             prefixes being deleted by gc
+      channels/demo/                     the local demo channel (built on demand)
+      pkgs/                              package cache shared by all builds
+      logs/                              audit log and per-build logs' index
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+STAGING_PREFIX = ".staging-"
+LATEST = "latest"
+
+# A build id is a UTC timestamp plus a short hash of the lock: it sorts by time,
+# is unique, and stays short because conda prefixes have a path-length budget.
+BUILD_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}(-\d+)?$")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one envmgr root. Pure: creates nothing by itself."""
+
+    root: Path
+
+    # -- families and builds -------------------------------------------------
+    @property
+    def envs_dir(self) -> Path:
+        return self.root / "envs"
+
+    def family_dir(self, family: str) -> Path:
+        return self.envs_dir / family
+
+    def prefix(self, family: str, build_id: str) -> Path:
+        return self.family_dir(family) / build_id
+
+    def latest_link(self, family: str) -> Path:
+        return self.family_dir(family) / LATEST
+
+    def staging(self, family: str, build_id: str) -> Path:
+        return self.family_dir(family) / f"{STAGING_PREFIX}{build_id}"
+
+    # -- records ---------------------------------------------------------------
+    @property
+    def records_dir(self) -> Path:
+        return self.root / "records"
+
+    def record_dir(self, family: str, build_id: str) -> Path:
+        return self.records_dir / family / build_id
+
+    def stable_file(self, family: str) -> Path:
+        return self.root / "stable" / f"{family}.json"
+
+    # -- leases and locks ----------------------------------------------------
+    def lease_dir(self, family: str) -> Path:
+        return self.root / "leases" / family
+
+    def lease_file(self, family: str, build_id: str) -> Path:
+        return self.lease_dir(family) / f"{build_id}.lease"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / "locks"
+
+    def build_lock(self, family: str) -> Path:
+        return self.locks_dir / f"{family}.lock"
+
+    def build_lock_holder(self, family: str) -> Path:
+        return self.locks_dir / f"{family}.holder.json"
+
+    @property
+    def gc_lock(self) -> Path:
+        return self.locks_dir / "gc.lock"
+
+    # -- shared areas ----------------------------------------------------------
+    @property
+    def trash_dir(self) -> Path:
+        return self.root / "trash"
+
+    @property
+    def channels_dir(self) -> Path:
+        return self.root / "channels"
+
+    @property
+    def demo_channel(self) -> Path:
+        return self.channels_dir / "demo"
+
+    @property
+    def pkgs_dir(self) -> Path:
+        return self.root / "pkgs"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.logs_dir / "audit.log"
+
+    # -- enumeration -----------------------------------------------------------
+    def families(self) -> list[str]:
+        """Families that have an envs/ or records/ directory, sorted."""
+        names: set[str] = set()
+        for parent in (self.envs_dir, self.records_dir):
+            if parent.is_dir():
+                names.update(p.name for p in parent.iterdir() if p.is_dir())
+        return sorted(names)
+
+    def published_builds(self, family: str) -> list[str]:
+        """Build ids with a published prefix, oldest first."""
+        fam = self.family_dir(family)
+        if not fam.is_dir():
+            return []
+        return sorted(p.name for p in fam.iterdir() if BUILD_ID_RE.match(p.name) and p.is_dir())
+
+    def latest_build(self, family: str) -> str | None:
+        """The build id the family's latest pointer names, or None."""
+        link = self.latest_link(family)
+        try:
+            target = link.readlink()
+        except (FileNotFoundError, OSError):
+            return None
+        return target.name if BUILD_ID_RE.match(target.name) else None
