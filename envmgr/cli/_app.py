@@ -7,6 +7,7 @@ function with explicit paths and renders the typed result it returns.
 from __future__ import annotations
 
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,4 +112,8 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
+    except Exception:  # noqa: BLE001 - a bug: show it, exit 1, never a silent success
+        Console(stderr=True).print(f"[bold red]internal error[/bold red] (please report):\n"
+                                   f"{traceback.format_exc()}", highlight=False, markup=True)
+        return EXIT_FAILURE
     return result if isinstance(result, int) else 0

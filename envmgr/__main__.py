@@ -1,0 +1,5 @@
+"""`python -m envmgr` runs the CLI."""
+
+from envmgr.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""`envmgr build`, `lock`, `builds`, `diff`, `rollback`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ..build import BuildOptions
+from ..commands.build_cmd import build_families, find_specs, lock_spec_to_file, spec_beside_lock
+from ..commands.builds_cmd import diff_builds, list_builds
+from ..errors import UsageError
+from ..locking import command_line
+from ..rollback import rollback
+from ..spec import load_spec
+from ._app import JSON_OPTION, app, state
+
+
+@app.command("build")
+def build(
+    ctx: typer.Context,
+    specs: list[str] = typer.Argument(None, help="Spec files or family names (from specs_dir)."),
+    all_specs: bool = typer.Option(False, "--all", help="Build every spec in specs_dir."),
+    now: bool = typer.Option(False, "--now", help="Build immediately (the CLI always does; "
+                             "the flag reads as in the staff runbook)."),
+    force: bool = typer.Option(False, "--force", help="Build even if the lock is unchanged."),
+    from_lock: Path = typer.Option(None, "--from-lock", help="Install exactly this conda-lock.yml "
+                                   "(no solving); the spec may be omitted if spec.yaml sits beside it."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Fail (exit 4) instead of waiting when "
+                                 "the family is being built."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Lock, build, smoke-test and publish; move latest. Unchanged locks build nothing."""
+    obj = state(ctx, command="build", as_json=as_json)
+    config = obj.config()
+    names = list(specs or [])
+    if from_lock is not None and not names and not all_specs:
+        beside = spec_beside_lock(from_lock)
+        if beside is None:
+            raise UsageError(f"--from-lock {from_lock}: name the spec too (no spec.yaml beside it)")
+        chosen = [load_spec(beside)]
+    else:
+        chosen = find_specs(config, names, all_specs=all_specs)
+    if from_lock is not None and len(chosen) != 1:
+        raise UsageError("--from-lock builds exactly one spec")
+    options = BuildOptions(force=force, from_lock=from_lock, wait=not no_wait,
+                           command=command_line(sys.argv[1:]))
+    obj.emit(build_families(config, chosen, options, obj.progress), as_json=as_json)
+
+
+@app.command("lock")
+def lock(
+    ctx: typer.Context,
+    spec: Path = typer.Argument(..., help="The spec to lock."),
+    output: Path = typer.Option(None, "-o", "--output", help="Where to write conda-lock.yml "
+                                "(default: <family>.conda-lock.yml beside the spec)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Solve a spec and write its conda-lock.yml (conda-lock's format)."""
+    obj = state(ctx, command="lock", as_json=as_json)
+    obj.emit(lock_spec_to_file(obj.config(), spec, output, command=command_line(sys.argv[1:]),
+                               progress=obj.progress), as_json=as_json)
+
+
+@app.command("builds")
+def builds(ctx: typer.Context, family: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+    """List a family's builds, newest first, with tombstones of deleted ones."""
+    obj = state(ctx, command="builds", as_json=as_json)
+    obj.emit(list_builds(obj.config(), family), as_json=as_json)
+
+
+@app.command("diff")
+def diff(ctx: typer.Context, build_a: str = typer.Argument(..., help="family/build-id or build id"),
+         build_b: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+    """Packages added, removed, upgraded or downgraded between two builds."""
+    obj = state(ctx, command="diff", as_json=as_json)
+    obj.emit(diff_builds(obj.config(), build_a, build_b), as_json=as_json)
+
+
+@app.command("rollback")
+def rollback_cmd(
+    ctx: typer.Context,
+    family: str = typer.Argument(...),
+    to: str = typer.Option(None, "--to", help="Build id to make latest (default: the previous good one)."),
+    no_wait: bool = typer.Option(False, "--no-wait"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Re-point a family's latest to an earlier good build, atomically."""
+    obj = state(ctx, command="rollback", as_json=as_json)
+    obj.emit(rollback(obj.config(), family, to, wait=not no_wait, progress=obj.progress),
+             as_json=as_json)

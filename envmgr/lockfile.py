@@ -1,0 +1,147 @@
+"""Locked package sets: the contract between a spec and a build.
+
+A build's identity is its locked package set. Two sets are equal when they
+name the same package files (name, version, build, subdir, sha256); this is
+what makes an unchanged nightly build nothing. The file format is conda-lock's
+own ``conda-lock.yml`` (written through conda-lock's library, see
+``_internal._condalock``) so that ``conda-lock render``/``install`` accept it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+
+@dataclass(frozen=True, order=True)
+class LockedPackage:
+    name: str
+    version: str
+    build: str
+    subdir: str
+    url: str
+    sha256: str
+    md5: str = ""
+    build_number: int = 0
+    depends: tuple[str, ...] = field(default=(), compare=False)
+    noarch: str | None = field(default=None, compare=False)
+    size: int | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        """Identity of the package file, independent of where it was downloaded from."""
+        return (self.name, self.version, self.build, self.subdir, self.sha256)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}={self.version}={self.build}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["depends"] = list(self.depends)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LockedPackage:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["depends"] = tuple(known.get("depends") or ())
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class PackageSet:
+    """All packages of one platform of a lock, sorted by name."""
+
+    platform: str
+    packages: tuple[LockedPackage, ...]
+
+    @classmethod
+    def of(cls, platform: str, packages: Iterable[LockedPackage]) -> PackageSet:
+        return cls(platform, tuple(sorted(packages, key=lambda p: p.name)))
+
+    @property
+    def digest(self) -> str:
+        """Stable hash of the set; a build id carries its first six hex digits."""
+        blob = json.dumps(sorted(p.key for p in self.packages)).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def same_as(self, other: PackageSet | None) -> bool:
+        return other is not None and self.digest == other.digest
+
+    def by_name(self) -> dict[str, LockedPackage]:
+        return {p.name: p for p in self.packages}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"platform": self.platform, "digest": self.digest,
+                "packages": [p.to_json() for p in self.packages]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PackageSet:
+        return cls.of(data["platform"], (LockedPackage.from_json(p) for p in data["packages"]))
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    kind: str  # added, removed, upgraded, downgraded, rebuilt
+    old: str | None
+    new: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PackageDiff:
+    changes: tuple[Change, ...]
+
+    def of_kind(self, kind: str) -> list[Change]:
+        return [c for c in self.changes if c.kind == kind]
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> str:
+        counts = {k: len(self.of_kind(k)) for k in ("added", "removed", "upgraded", "downgraded", "rebuilt")}
+        parts = [f"{n} {k}" for k, n in counts.items() if n]
+        return ", ".join(parts) if parts else "no changes"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "changes": [c.to_json() for c in self.changes]}
+
+
+def _compare_versions(old: str, new: str) -> int:
+    """-1, 0, 1; conda versions mostly parse as PEP 440, else compare as text."""
+    try:
+        a, b = Version(old), Version(new)
+    except InvalidVersion:
+        a, b = old, new  # type: ignore[assignment]
+    return (a > b) - (a < b)  # type: ignore[operator]
+
+
+def _pin(p: LockedPackage) -> str:
+    return f"{p.version} ({p.build})"
+
+
+def diff(old: PackageSet | None, new: PackageSet) -> PackageDiff:
+    """What changed from ``old`` to ``new``: the answer to "why did my notebook change?"."""
+    before = old.by_name() if old else {}
+    after = new.by_name()
+    changes: list[Change] = []
+    for name in sorted(set(before) | set(after)):
+        a, b = before.get(name), after.get(name)
+        if a is None and b is not None:
+            changes.append(Change(name, "added", None, _pin(b)))
+        elif b is None and a is not None:
+            changes.append(Change(name, "removed", _pin(a), None))
+        elif a is not None and b is not None and a.key != b.key:
+            order = _compare_versions(a.version, b.version)
+            kind = "upgraded" if order < 0 else "downgraded" if order > 0 else "rebuilt"
+            changes.append(Change(name, kind, _pin(a), _pin(b)))
+    return PackageDiff(tuple(changes))

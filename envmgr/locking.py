@@ -1,0 +1,110 @@
+"""Turn a spec into a lock: solve with rattler, describe the result as package sets.
+
+The lock is the contract of a build: it names every package file with its
+hashes, records the channels and the command that made it, and is written in
+conda-lock's format so that other tools (``conda-lock render``/``install``) and
+other sites can use it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._internal import _condalock, _rattler
+from .config import DEMO_CHANNEL, Config
+from .errors import UsageError
+from .lockfile import LockedPackage, PackageSet
+from .results import Progress, no_progress
+from .spec import Spec
+
+HOST_PLATFORM = "linux-64"
+
+
+@dataclass
+class Lock:
+    """A solved (or read) lock: package sets per platform plus install records."""
+
+    spec: Spec
+    channels: list[str]  # resolved URLs, in priority order
+    sets: dict[str, PackageSet]
+    records: dict[str, list[Any]] = field(default_factory=dict)  # platform -> rattler records
+    source: str = "solve"  # or the path of the lock file it was read from
+
+    @property
+    def host_set(self) -> PackageSet:
+        return self.sets[HOST_PLATFORM]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.spec.name, "channels": self.channels, "source": self.source,
+                "platforms": {p: s.to_json() for p, s in self.sets.items()}}
+
+
+def locked_package(record_dict: dict[str, Any]) -> LockedPackage:
+    return LockedPackage(
+        name=record_dict["name"], version=record_dict["version"], build=record_dict["build"],
+        subdir=record_dict["subdir"], url=record_dict["url"], sha256=record_dict.get("sha256") or "",
+        md5=record_dict.get("md5") or "", build_number=record_dict.get("build_number") or 0,
+        depends=tuple(record_dict.get("depends") or ()), noarch=record_dict.get("noarch"),
+        size=record_dict.get("size"))
+
+
+def resolve_channels(config: Config, spec: Spec, progress: Progress = no_progress) -> list[str]:
+    """The spec's channels through the site mapping; builds the demo channel if it is used."""
+    urls = [config.resolve_channel(name) for name in spec.channels]
+    if DEMO_CHANNEL in spec.channels and DEMO_CHANNEL not in config.channels:
+        ensure_demo_channel(config, progress)
+    return urls
+
+
+def ensure_demo_channel(config: Config, progress: Progress = no_progress) -> Path:
+    from .channel import build_channel
+
+    progress(f"preparing the local demo channel in {config.layout.demo_channel}")
+    result = build_channel(config.layout.demo_channel)
+    return Path(result.path)
+
+
+def solve_spec(config: Config, spec: Spec, progress: Progress = no_progress) -> Lock:
+    channels = resolve_channels(config, spec, progress)
+    sets: dict[str, PackageSet] = {}
+    records: dict[str, list[Any]] = {}
+    for platform in spec.platforms:
+        progress(f"solving {spec.name} for {platform} ({len(spec.dependencies)} requested packages)")
+        solved = _rattler.solve(list(spec.dependencies), channels, platform=platform)
+        records[platform] = solved
+        sets[platform] = PackageSet.of(platform, (locked_package(_rattler.record_to_dict(r))
+                                                  for r in solved))
+    return Lock(spec=spec, channels=channels, sets=sets, records=records)
+
+
+def read_lock(config: Config, spec: Spec, path: Path, progress: Progress = no_progress) -> Lock:
+    """A lock file as the build's input: exact packages, no solving."""
+    sets, channels, _custom = _condalock.read_lockfile(path)
+    if HOST_PLATFORM not in sets:
+        raise UsageError(f"{path} has no packages for {HOST_PLATFORM} (it has: {', '.join(sets)})")
+    if DEMO_CHANNEL in spec.channels:
+        resolve_channels(config, spec, progress)
+    progress(f"reading {len(sets[HOST_PLATFORM].packages)} locked packages from {path}")
+    records = {HOST_PLATFORM: _rattler.records_for_lock(list(sets[HOST_PLATFORM].packages),
+                                                        channels, HOST_PLATFORM)}
+    return Lock(spec=spec, channels=channels, sets=sets, records=records, source=str(path))
+
+
+def command_line(argv: Sequence[str]) -> str:
+    return shlex.join(["envmgr", *argv])
+
+
+def write_lock(lock: Lock, path: Path, *, command: str) -> None:
+    """Write conda-lock.yml; the file records the command and envmgr version that made it."""
+    spec = lock.spec
+    _condalock.write_lockfile(
+        path, lock.sets, channels=lock.channels,
+        sources=[str(spec.path) if spec.path else f"{spec.name}.yaml"],
+        content_hash=spec.content_hash,
+        custom={"envmgr_version": __version__, "envmgr_command": command,
+                "envmgr_family": spec.name, "envmgr_spec_hash": spec.content_hash})
