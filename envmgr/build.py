@@ -26,7 +26,9 @@ from . import records
 from ._internal import _rattler
 from .config import Config
 from .errors import EXIT_OK, BuildFailed, EnvmgrError
+from .familykernels import sync_kernels
 from .familylock import Holder, family_lock
+from .kernelcheck import run_cell
 from .fsutil import (
     atomic_symlink,
     atomic_write_json,
@@ -70,6 +72,7 @@ class BuildOutcome:
     log: Path | None = None
     package_count: int = 0
     message: str = ""
+    kernels: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -80,7 +83,8 @@ class BuildOutcome:
                 "prefix": str(self.prefix) if self.prefix else None, "previous": self.previous,
                 "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
                 "error": self.error, "log": str(self.log) if self.log else None,
-                "package_count": self.package_count, "message": self.message}
+                "package_count": self.package_count, "message": self.message,
+                "kernels": self.kernels}
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -230,6 +234,16 @@ def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
                               + "\n  ".join(tail), hint=f"full output in {log.path}")
 
 
+def kernel_smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
+    """Start the environment's own kernel and execute a cell in it."""
+    log("smoke test: start the kernel and execute a cell")
+    argv = [str(python_of(prefix)), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    check = run_cell(argv, env={**prefix_env(prefix), **spec.env})
+    if Path(check.prefix) != prefix:
+        raise BuildFailed(f"the kernel ran in {check.prefix!r}, not in the built prefix {prefix}")
+    log(f"kernel ready and executed a cell in {check.seconds} s")
+
+
 def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) -> None:
     rec_dir = layout.record_dir(lock.spec.name, build_id)
     atomic_write_text(rec_dir / "spec.yaml", lock.spec.source_text)
@@ -278,8 +292,30 @@ def build_spec(config: Config, spec: Spec, options: BuildOptions = BuildOptions(
     with family_lock(layout, spec.name, wait=options.wait, progress=progress) as holder:
         recover(layout, spec.name, progress)
         outcome = _build_locked(config, spec, options, holder, progress)
+        holder.set_step("kernels")
+        outcome.kernels = _sync_kernels(config, spec, progress)
         _write_last_run(layout, spec.name, outcome)
     return outcome
+
+
+def _sync_kernels(config: Config, spec: Spec, progress: Progress) -> list[str]:
+    """Kernelspecs follow every run (also unchanged ones, to repair an interrupted run).
+
+    A failure here does not undo a published build: the latest kernel follows
+    the pointer anyway; the problem is reported and the next run retries.
+    """
+    try:
+        result = sync_kernels(config, spec.name, spec)
+    except (EnvmgrError, OSError) as exc:
+        message = exc.message if isinstance(exc, EnvmgrError) else str(exc)
+        progress(f"warning: kernelspecs of {spec.name} not updated: {message}")
+        return []
+    if result is None:
+        return []
+    changed = result.created + result.updated + result.removed
+    if changed:
+        progress(f"kernelspecs in {config.kernels_dir}: {', '.join(changed)}")
+    return sorted(result.created + result.updated + result.unchanged)
 
 
 def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Holder,
@@ -291,9 +327,9 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
     try:
         with timed(timings, "lock"):
             lock = _lock(config, spec, options, progress)
-    except BuildFailed as exc:
+    except EnvmgrError as exc:
         return BuildOutcome(spec.name, "failed", error=exc.message, error_exit_code=exc.exit_code,
-                            timings=timings, message="solve failed")
+                            timings=timings, message="locking failed; nothing built, latest unchanged")
     previous, previous_set = latest_package_set(layout, spec.name)
     if lock.host_set.same_as(previous_set) and not options.force:
         return BuildOutcome(spec.name, "unchanged", build_id=previous, previous=previous,
@@ -346,6 +382,8 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         step("smoke")
         with timed(timings, "smoke"):
             smoke_test(lock.spec, staging, log)
+            if lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
+                kernel_smoke_test(lock.spec, staging, log)
         make_read_only_for_others(staging)
         create_lease(layout, family, build_id)
         step("record")

@@ -75,7 +75,7 @@ class Config:
         if name in self.channels:
             return _as_url(self.channels[name], self.source)
         if name == DEMO_CHANNEL:
-            return self.layout.demo_channel.resolve().as_uri()
+            return Path(os.path.abspath(self.layout.demo_channel)).as_uri()
         if "://" in name:
             return name
         if name.startswith("/"):
@@ -100,7 +100,7 @@ def _as_url(value: str, source: Path | None) -> str:
     path = Path(os.path.expanduser(value))
     if not path.is_absolute() and source is not None:
         path = source.parent / path
-    return path.resolve().as_uri()
+    return Path(os.path.abspath(path)).as_uri()  # not resolve(): channels may be symlinks
 
 
 def default_root(environ: dict[str, str]) -> Path:

@@ -16,6 +16,7 @@ from . import records
 from .build import move_latest
 from .config import Config
 from .errors import EXIT_OK, NotFound, UsageError
+from .familykernels import sync_kernels
 from .familylock import family_lock
 from .inventory import FamilyView, family_view
 from .lockfile import PackageDiff, diff
@@ -79,6 +80,7 @@ def rollback(config: Config, family: str, to: str | None = None, *, wait: bool =
             records.update(layout, family, build_id, rolled_back=True)
         records.update(layout, family, target, rolled_back=False)
         move_latest(layout, family, target, previous)
+        sync_kernels(config, family)
     before = records.package_set(layout, family, previous) if previous else None
     after = records.package_set(layout, family, target)
     change = diff(before, after) if after is not None else None

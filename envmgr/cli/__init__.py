@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NoReturn
 
 from .._internal._exit import hard_exit
-from . import build_cmds, spec_cmds  # noqa: F401  (register commands)
+from . import build_cmds, misc_cmds, spec_cmds  # noqa: F401  (register commands)
 from ._app import app, run
 
 __all__ = ["app", "main", "run"]

@@ -91,7 +91,7 @@ class BuildReport:
                                 f"  {o.message}")
             if o.error:
                 yield Text(f"  {o.error}", style="red")
-            if o.diff is not None and not o.diff.empty:
+            if o.diff is not None and not o.diff.empty and o.previous is not None:
                 yield render_diff(o.diff)
             if o.log:
                 yield Text(f"  log: {o.log}", style="dim")
