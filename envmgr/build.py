@@ -39,6 +39,7 @@ from .fsutil import (
     remove_stale_temps,
 )
 from .layout import STAGING_PREFIX, Layout
+from .lease import ensure_lease
 from .lockfile import PackageDiff, PackageSet, diff
 from .locking import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
 from .records import BuildRecord, iso, utcnow
@@ -251,13 +252,6 @@ def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) 
     atomic_write_json(rec_dir / "packages.json", lock.host_set.to_json())
 
 
-def create_lease(layout: Layout, family: str, build_id: str) -> None:
-    """Kernels take a shared flock on this file; users open it read-only."""
-    lease = layout.lease_file(family, build_id)
-    lease.parent.mkdir(parents=True, exist_ok=True)
-    lease.touch(mode=0o644, exist_ok=True)
-
-
 # -- the pipeline -------------------------------------------------------------------------
 
 def latest_package_set(layout: Layout, family: str) -> tuple[str | None, PackageSet | None]:
@@ -385,7 +379,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
             if lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
                 kernel_smoke_test(lock.spec, staging, log)
         make_read_only_for_others(staging)
-        create_lease(layout, family, build_id)
+        ensure_lease(layout, family, build_id)  # before the first kernel can start
         step("record")
         records.update(layout, family, build_id, status=records.OK, finished=iso(utcnow()),
                        timings=timings, step="publish")
