@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
+from .audit import audit
 from ._internal import _rattler
 from .config import Config
 from .errors import EXIT_OK, BuildFailed, EnvmgrError
@@ -388,6 +389,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         log(f"published {final}")
         move_latest(layout, family, build_id, previous)
         log(f"latest of {family} -> {build_id}")
+        audit(layout, "publish", family=family, build_id=build_id, previous=previous)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded; latest stays put
         if not isinstance(exc, (EnvmgrError, OSError)):
             log.raw(traceback.format_exc())

@@ -13,6 +13,7 @@ from typing import Any
 from rich.text import Text
 
 from . import records
+from .audit import audit
 from .build import move_latest
 from .config import Config
 from .errors import EXIT_OK, NotFound, UsageError
@@ -81,6 +82,7 @@ def rollback(config: Config, family: str, to: str | None = None, *, wait: bool =
         records.update(layout, family, target, rolled_back=False)
         move_latest(layout, family, target, previous)
         sync_kernels(config, family)
+    audit(layout, "rollback", family=family, build_id=target, previous=previous, marked=marked)
     before = records.package_set(layout, family, previous) if previous else None
     after = records.package_set(layout, family, target)
     change = diff(before, after) if after is not None else None

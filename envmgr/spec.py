@@ -21,7 +21,7 @@ from .errors import UsageError
 from .yamlcheck import Problem, YamlChecker, read_yaml
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RELEASE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # lowercase: Jupyter lowercases kernel names
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)

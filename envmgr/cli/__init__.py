@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import NoReturn
 
 from .._internal._exit import hard_exit
-from . import build_cmds, misc_cmds, spec_cmds  # noqa: F401  (register commands)
+# Each topic module registers its commands on ``app`` when imported (one line each).
+from . import build_cmds  # noqa: F401
+from . import misc_cmds  # noqa: F401
+from . import spec_cmds  # noqa: F401
+from . import stable_cmds  # noqa: F401
 from ._app import app, run
 
 __all__ = ["app", "main", "run"]

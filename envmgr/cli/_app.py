@@ -32,6 +32,13 @@ app = typer.Typer(
 JSON_OPTION = typer.Option(False, "--json", help="Print a versioned JSON document instead of text.")
 
 
+def _console(*, stderr: bool) -> Console:
+    """Piped output (cron mails, logs) is not cut to 80 columns: build ids must stay whole."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, soft_wrap=True, width=width)
+
+
 @dataclass
 class CliState:
     """Global options, parsed once; the configuration is loaded on first use."""
@@ -39,8 +46,8 @@ class CliState:
     config_path: Path | None = None
     root: Path | None = None
     quiet: bool = False
-    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
-    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+    out: Console = field(default_factory=lambda: _console(stderr=False))
+    err: Console = field(default_factory=lambda: _console(stderr=True))
     _config: Config | None = None
     command: str = ""
     as_json: bool = False

@@ -1,0 +1,60 @@
+"""`envmgr promote`, `envmgr retire`, `envmgr stable list`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import typer
+
+from ..errors import UsageError
+from ..promote import list_stable, promote, retire
+from ._app import JSON_OPTION, app, state
+
+stable_app = typer.Typer(help="Stable releases (kernels pinned to one build for years).",
+                         no_args_is_help=True)
+app.add_typer(stable_app, name="stable")
+
+
+def _date(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--until {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@app.command("promote")
+def promote_cmd(
+    ctx: typer.Context,
+    family: str = typer.Argument(...),
+    release: str = typer.Option(..., "--release", help="Release name, e.g. 2026.1 (lowercase)."),
+    build: str = typer.Option(None, "--build", help="Build id (default: the current latest)."),
+    until: str = typer.Option(None, "--until", help="Support end YYYY-MM-DD (default: support_years)."),
+    export_dir: Path = typer.Option(None, "--export-dir", help="Where to export the lock "
+                                    "(default: <specs_dir>/locks)."),
+    no_export: bool = typer.Option(False, "--no-export", help="Do not export the lock."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Pin a build as a stable release with its own kernel; export its lock to the specs repo."""
+    obj = state(ctx, command="promote", as_json=as_json)
+    obj.emit(promote(obj.config(), family, release, build_id=build, until=_date(until),
+                     export_dir=export_dir, export=not no_export, progress=obj.progress),
+             as_json=as_json)
+
+
+@app.command("retire")
+def retire_cmd(ctx: typer.Context, family: str = typer.Argument(...),
+               release: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+    """Remove a stable release's kernel; gc may then delete its build once unused."""
+    obj = state(ctx, command="retire", as_json=as_json)
+    obj.emit(retire(obj.config(), family, release, obj.progress), as_json=as_json)
+
+
+@stable_app.command("list")
+def stable_list(ctx: typer.Context, families: list[str] = typer.Argument(None),
+                as_json: bool = JSON_OPTION) -> None:
+    """Stable releases with support end dates; warns 90 days before the end."""
+    obj = state(ctx, command="stable list", as_json=as_json)
+    obj.emit(list_stable(obj.config(), families or None), as_json=as_json)
