@@ -16,13 +16,21 @@ from typing import NoReturn
 
 
 def flush_all() -> None:
-    """Flush everything that finalization would otherwise have flushed."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
+    """Flush everything that finalization would otherwise have flushed.
+
+    Nothing else (atexit handlers, temp-dir finalizers) runs after this, so
+    callers must have cleaned up already.
+    """
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
-            stream.flush()
+            if stream is not None and not stream.closed:
+                stream.flush()
         except (OSError, ValueError):
             pass
+    try:
+        logging.shutdown()
+    except Exception:  # noqa: BLE001 - a broken handler must not turn exit into a crash
+        pass
 
 
 def hard_exit(code: int) -> NoReturn:
