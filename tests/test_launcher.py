@@ -7,6 +7,7 @@ by ``sync_family_kernels``; builds are real prefixes (see ``make_build``).
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import random
@@ -16,7 +17,7 @@ import socket
 import stat
 import subprocess
 import sys
-import sysconfig
+import tempfile
 import threading
 import time
 import uuid
@@ -46,19 +47,32 @@ PRINT_PREFIX = "import sys; print(sys.prefix)"
 # -- builds ----------------------------------------------------------------------
 
 
-def make_build(layout: Layout, family: str, build_id: str) -> Path:
-    """Publish a minimal build prefix that can run ipykernel.
+@functools.lru_cache(maxsize=1)
+def _kernel_env() -> tuple[list, Path]:
+    """Solved records for a kernel environment, from the real demo channel (once per process).
 
-    # TODO(lead): replace with real envmgr builds from the demo channel
-    For now: a venv (isolated: no system site-packages) whose site-packages
-    gets a .pth pointing at the dev venv, so ipykernel imports while sys.prefix
-    is the build's own prefix. Publication also creates the lease file.
+    The channel and package cache live in a fixed per-user temp directory: the
+    channel is content-cached and installs hardlink from the cache, so each
+    build below is a real conda prefix that costs a fraction of a second.
     """
+    from envmgr._internal import _rattler
+    from envmgr.channel import build_channel
+
+    base = Path(tempfile.gettempdir()) / f"envmgr-test-builds-{os.getuid()}"
+    channel = build_channel(base / "channel")
+    return _rattler.solve(["python 3.*", "ipykernel"], [channel.url]), base / "pkgs"
+
+
+def make_build(layout: Layout, family: str, build_id: str) -> Path:
+    """Publish a real conda prefix (python + ipykernel from the demo channel) as a build.
+
+    Publication also creates the lease file, as the build pipeline does.
+    """
+    from envmgr._internal import _rattler
+
+    records, pkgs = _kernel_env()
     prefix = layout.prefix(family, build_id)
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
-    site_dir = prefix / "lib" / PY / "site-packages"
-    dev_site = sysconfig.get_paths()["purelib"]
-    (site_dir / "_envmgr_test_devenv.pth").write_text(f"import site; site.addsitedir({dev_site!r})\n")
+    _rattler.install(records, prefix, pkgs)
     lease.ensure_lease(layout, family, build_id)
     return prefix
 
