@@ -188,25 +188,29 @@ def test_kill_at_every_step_leaves_latest_working(site, envmgr_cli) -> None:
     spec = write_spec(site["specs"], "kill")
     layout = Layout(site["root"])
     good = build_json(envmgr_cli, spec)["build_id"]
+    published_by_pointer_kill = None
     for point in KILL_POINTS:
         proc = envmgr_cli("build", "--force", spec, env={"ENVMGR_FAULT_POINT": point})
         assert proc.returncode == -9, f"{point}: {proc.returncode} {proc.stderr}"
         latest = layout.latest_build("kill")
+        assert latest == good, f"{point}: latest moved to {latest}"
         # latest is a complete, working build at every instant
         prefix = layout.prefix("kill", latest)
         assert prefix_python(prefix, "import ipykernel, envmgr_demo_b, sys; print(sys.prefix)") == str(prefix)
-        if point != "pointer":
-            assert latest == good, point
-        # the next run cleans up and works
-        after = build_json(envmgr_cli, spec, "--force")
-        assert after["status"] == "built", point
-        good = after["build_id"]
-        assert not list(layout.family_dir("kill").glob(".staging-*"))
-        assert not list(layout.family_dir("kill").glob(".latest.tmp-*"))
+        if point == "pointer":  # killed after the rename, before the swap: published, not latest
+            published_by_pointer_kill = max(layout.published_builds("kill"))
+            assert published_by_pointer_kill != good
+    # Each killed run began by clearing what the previous one left; the next run finishes
+    # the interrupted publication, then builds.
+    after = build_json(envmgr_cli, spec, "--force")
+    assert after["status"] == "built" and after["previous"] == published_by_pointer_kill
+    assert not list(layout.family_dir("kill").glob(".staging-*"))
+    assert not list(layout.family_dir("kill").glob(".latest.tmp-*"))
     states = {r["build_id"]: r["state"] for r in
               json_of(envmgr_cli("builds", "--json", "kill"))["result"]["builds"]}
     # "solve" dies before a record exists; "pointer" was completed by the next run
     assert list(states.values()).count("interrupted") == 4
+    assert states[published_by_pointer_kill] == "published"
 
 
 def test_kill_during_install_at_random_moment(site, envmgr_cli) -> None:
