@@ -1,0 +1,67 @@
+"""`envmgr status` and `envmgr doctor`: operations at a glance, and a setup check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import ConfigError, UsageError
+from ._app import JSON_OPTION, app, state
+
+MOUNTS_OPTION = typer.Option(None, "--mounts-file", hidden=True,
+                             help="Read this file instead of /proc/self/mounts (tests, diagnosis).")
+
+
+def _read_optional(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    refresh: bool = typer.Option(False, "--refresh", help="Measure disk usage now instead of using "
+                                 "the cached measurement (it is re-measured when builds change)."),
+    no_disk: bool = typer.Option(False, "--no-disk", help="Skip disk usage entirely."),
+    processes: bool = typer.Option(False, "--processes", help="Also scan /proc for processes using "
+                                   "old builds without a lease, as gc does (slower)."),
+    mounts_file: Path = MOUNTS_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Every family at a glance: latest, last run, stable releases, gc, builds now, disk, warnings."""
+    from ..status import collect_status
+
+    obj = state(ctx, command="status", as_json=as_json)
+    report = collect_status(obj.config(), disk=not no_disk, refresh_disk=refresh, processes=processes,
+                            mounts_text=_read_optional(mounts_file, "mounts file"))
+    obj.emit(report, as_json=as_json)
+
+
+@app.command("doctor")
+def doctor(
+    ctx: typer.Context,
+    no_kernels: bool = typer.Option(False, "--no-kernels", help="Do not start each family's latest "
+                                    "kernel (the slowest check)."),
+    mounts_file: Path = MOUNTS_OPTION,
+    exports_file: Path = typer.Option(None, "--exports-file", hidden=True,
+                                      help="Read this file instead of /var/lib/nfs/etab."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Check config, permissions, Jupyter path, locking, filesystem, space and kernels; exit 1 on failure."""
+    from ..doctor import config_failed, run_doctor
+
+    obj = state(ctx, command="doctor", as_json=as_json)
+    try:
+        config = obj.config()
+    except ConfigError as exc:
+        obj.emit(config_failed(exc), as_json=as_json)
+        return
+    obj.emit(run_doctor(config, kernels=not no_kernels,
+                        mounts_text=_read_optional(mounts_file, "mounts file"),
+                        exports_text=_read_optional(exports_file, "exports file"),
+                        progress=obj.progress), as_json=as_json)
