@@ -44,6 +44,8 @@ from .layout import STAGING_PREFIX, Layout
 from .lease import ensure_lease
 from .lockfile import PackageDiff, PackageSet, diff
 from .locking import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
+from .notify import notify_build
+from .personal import check_quota, prepare_spec
 from .records import BuildRecord, iso, utcnow
 from .results import Progress, no_progress
 from .spec import Spec
@@ -76,6 +78,7 @@ class BuildOutcome:
     package_count: int = 0
     message: str = ""
     kernels: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
 
     @property
     def exit_code(self) -> int:
@@ -87,7 +90,7 @@ class BuildOutcome:
                 "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
                 "error": self.error, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
-                "kernels": self.kernels}
+                "kernels": self.kernels, "warnings": self.warnings}
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -284,6 +287,7 @@ def _write_last_run(layout: Layout, family: str, outcome: BuildOutcome) -> None:
 def build_spec(config: Config, spec: Spec, options: BuildOptions = BuildOptions(),
                progress: Progress = no_progress) -> BuildOutcome:
     """Build one family; returns what happened (raises only for usage problems)."""
+    spec = prepare_spec(config, spec)  # --user: the personal family user-<name> (envmgr.personal)
     layout = config.layout
     with family_lock(layout, spec.name, wait=options.wait, progress=progress) as holder:
         recover(layout, spec.name, progress)
@@ -291,6 +295,8 @@ def build_spec(config: Config, spec: Spec, options: BuildOptions = BuildOptions(
         holder.set_step("kernels")
         outcome.kernels = _sync_kernels(config, spec, progress)
         _write_last_run(layout, spec.name, outcome)
+    if (warning := notify_build(config, outcome, progress)) is not None:  # after the lock
+        outcome.warnings.append(warning)
     return outcome
 
 
@@ -338,6 +344,7 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
                             message=f"held: the locked packages equal {twin}, which was rolled back; "
                                     "use --force to publish them again")
     check_free_space(layout.root, config.min_free_bytes)
+    check_quota(config, lock)  # personal roots: user_quota, before installing anything
     return _build_new(config, lock, options, holder, previous, previous_set, timings, progress)
 
 

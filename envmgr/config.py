@@ -5,6 +5,12 @@ environment variables (``ENVMGR_ROOT``, ``ENVMGR_CONFIG``), the file's values,
 built-in defaults. With nothing configured at all, a per-user root under
 ``$XDG_DATA_HOME/envmgr`` and the user's own Jupyter kernels directory make
 envmgr usable for trying it out.
+
+The site file at the fixed path ``/etc/envmgr/config.yaml`` is always read
+when it exists; a file named by ``--config``/``ENVMGR_CONFIG`` is merged over
+it and may not set the site's ``policy``, ``channels`` or ``user_quota``.
+``--user`` selects personal environments: the per-user root and the user's own
+Jupyter kernels directory, under the site's policy (docs/policy.md).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from ruamel.yaml.comments import CommentedMap
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .layout import Layout
 from .spec import parse_size
 from .yamlcheck import Problem, YamlChecker, read_yaml
@@ -59,11 +65,30 @@ class Config:
     solver: str = "rattler"
     conda_lock_command: tuple[str, ...] = ()
     source: Path | None = None  # the file this came from, if any
-    root_source: str = "default"  # flag, environment, file or default
+    root_source: str = "default"  # flag, environment, file, default or user
+    # Personal environments and the package policy (docs/policy.md):
+    site_source: Path | None = None  # the site file at the fixed path, when it exists
+    user: bool = False  # --user: the per-user root and the user's own Jupyter kernels dir
+    personal: bool = False  # --user, or a root other than the site file's root
+    policy_file: Path | None = None
+    policy_applies_to: str = "all"  # all | personal
+    user_quota: int | None = None  # bytes a personal root may use
 
     @property
     def layout(self) -> Layout:
         return Layout(self.root)
+
+    @property
+    def policy_enforced(self) -> Path | None:
+        """The policy file that applies to builds with this configuration, if any."""
+        if self.policy_file is not None and (self.policy_applies_to == "all" or self.personal):
+            return self.policy_file
+        return None
+
+    @property
+    def allowed_channels(self) -> tuple[str, ...] | None:
+        """Channel names a personal spec may use: the mapped ones (None: no restriction)."""
+        return tuple(self.channels) if self.personal and self.channels else None
 
     def resolve_channel(self, name: str) -> str:
         """Map a spec's channel name to the URL envmgr solves against.
@@ -91,6 +116,11 @@ class Config:
             "retention": vars(self.retention), "compile_pyc": self.compile_pyc,
             "notify_command": list(self.notify_command), "solver": self.solver,
             "source": str(self.source) if self.source else None,
+            "site_source": str(self.site_source) if self.site_source else None,
+            "user": self.user, "personal": self.personal,
+            "policy": {"file": str(self.policy_file), "applies_to": self.policy_applies_to,
+                       "enforced": self.policy_enforced is not None} if self.policy_file else None,
+            "user_quota": self.user_quota,
         }
 
 
@@ -110,7 +140,10 @@ def default_root(environ: dict[str, str]) -> Path:
 
 CONFIG_KEYS = ("root", "kernels_dir", "pkgs_dir", "specs_dir", "channels", "min_free_space",
                "support_years", "retention", "compile_pyc", "notify_command", "solver",
-               "conda_lock_command")
+               "conda_lock_command", "policy", "user_quota")
+# Keys a site file at the fixed path sets for everyone: no other file can replace them.
+LOCKED_KEYS = ("policy", "channels", "user_quota")
+POLICY_SCOPES = ("all", "personal")
 
 
 def _path(c: YamlChecker, doc: CommentedMap, key: str, base: Path) -> Path | None:
@@ -128,7 +161,41 @@ def _command(c: YamlChecker, doc: CommentedMap, key: str) -> tuple[str, ...]:
     return c.string_list(doc, key, "")
 
 
-def _file_values(path: Path) -> dict[str, Any]:
+def _relative_to(value: str, base: Path) -> str:
+    """A channel target relative to its file's directory (files are merged, see load_config)."""
+    if "://" in value:
+        return value
+    path = Path(os.path.expanduser(value))
+    return str(path if path.is_absolute() else base / path)
+
+
+def _policy_values(c: YamlChecker, doc: CommentedMap, base: Path, values: dict[str, Any]) -> None:
+    """``policy: {file, applies_to}`` and ``user_quota`` (docs/policy.md)."""
+    policy = c.mapping(doc, "policy", "")
+    if policy is not None:
+        c.check_keys(policy, ("file", "applies_to"), "policy.")
+        if (file := _path(c, policy, "file", base)) is None and "file" not in policy:
+            c.add(c.key_pos(doc, "policy"), "policy.file", "is required")
+        scope = c.string(policy, "applies_to", "policy.", default="all")
+        if scope not in POLICY_SCOPES:
+            c.add(c.value_pos(policy, "applies_to"), "policy.applies_to", "must be 'all' or 'personal'")
+        values["policy"] = (Path(os.path.abspath(file)) if file else None, scope)
+    if doc.get("user_quota") is not None:
+        try:
+            values["user_quota"] = parse_size(doc["user_quota"])
+        except ValueError as exc:
+            c.add(c.value_pos(doc, "user_quota"), "user_quota", str(exc))
+
+
+def _refuse_locked(c: YamlChecker, doc: CommentedMap, locked: tuple[str, ...], site: Path) -> None:
+    for key in locked:
+        if key in doc:
+            c.add(c.key_pos(doc, key), key, f"is set by the site configuration {site} and cannot be "
+                  "overridden; remove it here (ask the hub admins to change the site file)")
+
+
+def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None = None
+                 ) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -156,7 +223,7 @@ def _file_values(path: Path) -> dict[str, Any]:
             if not isinstance(target, str) or not target.strip():
                 c.add(c.value_pos(channels, name), f"channels.{name}", "must be a URL or a path")
             else:
-                values["channels"][str(name)] = target.strip()
+                values["channels"][str(name)] = _relative_to(target.strip(), base)
     if doc.get("min_free_space") is not None:
         try:
             values["min_free_bytes"] = parse_size(doc["min_free_space"])
@@ -175,33 +242,66 @@ def _file_values(path: Path) -> dict[str, Any]:
             c.add(c.value_pos(doc, "compile_pyc"), "compile_pyc", "must be true or false")
         else:
             values["compile_pyc"] = doc["compile_pyc"]
-    values["notify_command"] = _command(c, doc, "notify_command")
-    values["conda_lock_command"] = _command(c, doc, "conda_lock_command")
+    for key in ("notify_command", "conda_lock_command"):
+        if key in doc:  # only keys the file sets: a second file is merged over the site file
+            values[key] = _command(c, doc, key)
     solver = c.string(doc, "solver", "", default="rattler")
     if solver not in ("rattler", "conda-lock"):
         c.add(c.value_pos(doc, "solver"), "solver", "must be 'rattler' or 'conda-lock'")
-    values["solver"] = solver
+    if "solver" in doc:
+        values["solver"] = solver
+    _policy_values(c, doc, base, values)
+    if site is not None:
+        _refuse_locked(c, doc, locked, site)
     if c.problems:
         raise ConfigFileError(c.problems)
     return values
 
 
-def config_file(flag: Path | None, environ: dict[str, str]) -> Path | None:
+def config_file(flag: Path | None, environ: dict[str, str], site: Path | None = None) -> Path | None:
     """Which configuration file applies: --config, then ENVMGR_CONFIG, then the site file."""
     if flag is not None:
         return flag
     if environ.get("ENVMGR_CONFIG"):
         return Path(environ["ENVMGR_CONFIG"])
-    return SITE_CONFIG if SITE_CONFIG.is_file() else None
+    site = SITE_CONFIG if site is None else site
+    return site if site.is_file() else None
 
 
-def load_config(*, config_path: Path | None = None, root: Path | None = None,
-                environ: dict[str, str] | None = None) -> Config:
-    """Build the effective configuration. ``environ`` defaults to os.environ."""
-    env = dict(os.environ) if environ is None else environ
-    source = config_file(config_path, env)
-    values = _file_values(source) if source is not None else {}
-    root_source = "default"
+def _layered_values(site: Path | None, chosen: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(effective values, the site file's values): the chosen file merged over the site file.
+
+    The site file at the fixed path is read whatever the flags and environment
+    say; a second file (--config, ENVMGR_CONFIG) may not set the LOCKED_KEYS
+    the site file sets, so nobody escapes the site's policy, channel mapping
+    or quota by pointing envmgr at a file of their own.
+    """
+    if site is None:
+        values = _file_values(chosen) if chosen is not None else {}
+        return values, {}
+    site_values = _file_values(site)
+    if chosen is None or os.path.abspath(chosen) == os.path.abspath(site):
+        return dict(site_values), site_values
+    locked = tuple(k for k in LOCKED_KEYS if k in site_values)
+    return {**site_values, **_file_values(chosen, locked=locked, site=site)}, site_values
+
+
+def _user_paths(root: Path | None, env: dict[str, str]) -> tuple[Path, Path, Path]:
+    """--user: (root, kernels_dir, pkgs_dir), always the user's own, whatever the files say.
+
+    The package cache is per user too: users cannot write the shared one, and a
+    cache shared writable between users would let one user replace another's
+    packages.
+    """
+    if root is not None:
+        raise UsageError("--root cannot be combined with --user",
+                         hint=f"personal environments always live in {default_root(env)} "
+                              "(set XDG_DATA_HOME to move them)")
+    user_root = Path(os.path.abspath(default_root(env)))
+    return user_root, Path(jupyter_data_dir()) / "kernels", user_root / "pkgs"
+
+
+def _chosen_root(values: dict[str, Any], root: Path | None, env: dict[str, str]) -> tuple[Path, str]:
     if root is not None:
         chosen_root, root_source = root, "flag"
     elif env.get("ENVMGR_ROOT"):
@@ -209,16 +309,42 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
     elif "root" in values:
         chosen_root, root_source = values["root"], "file"
     else:
-        chosen_root = default_root(env)
-    chosen_root = Path(os.path.abspath(os.path.expanduser(chosen_root)))
-    if root_source == "default" and "kernels_dir" not in values:
-        kernels_dir = Path(jupyter_data_dir()) / "kernels"  # visible to Jupyter right away
+        chosen_root, root_source = default_root(env), "default"
+    return Path(os.path.abspath(os.path.expanduser(chosen_root))), root_source
+
+
+def load_config(*, config_path: Path | None = None, root: Path | None = None,
+                environ: dict[str, str] | None = None, user: bool = False,
+                site_config: Path | None = None) -> Config:
+    """Build the effective configuration. ``environ`` defaults to os.environ.
+
+    ``user`` is the CLI's ``--user`` (personal environments). ``site_config``
+    replaces the fixed site path ``SITE_CONFIG`` (an installer's or a test's
+    choice; deliberately not reachable from flags or the environment).
+    """
+    env = dict(os.environ) if environ is None else environ
+    site_path = SITE_CONFIG if site_config is None else site_config
+    site = site_path if site_path.is_file() else None
+    chosen = config_path or (Path(env["ENVMGR_CONFIG"]) if env.get("ENVMGR_CONFIG") else None)
+    values, site_values = _layered_values(site, chosen)
+    if user:
+        chosen_root, kernels_dir, pkgs_dir = _user_paths(root, env)
+        root_source = "user"
     else:
-        kernels_dir = values.get("kernels_dir", chosen_root / "share" / "jupyter" / "kernels")
+        chosen_root, root_source = _chosen_root(values, root, env)
+        if root_source == "default" and "kernels_dir" not in values:
+            kernels_dir = Path(jupyter_data_dir()) / "kernels"  # visible to Jupyter right away
+        else:
+            kernels_dir = values.get("kernels_dir", chosen_root / "share" / "jupyter" / "kernels")
+        pkgs_dir = values.get("pkgs_dir", chosen_root / "pkgs")
+    site_root = site_values.get("root")
+    personal = user or (site_root is not None
+                        and os.path.realpath(site_root) != os.path.realpath(chosen_root))
+    policy_file, policy_scope = values.get("policy", (None, "all"))
     return Config(
         root=chosen_root,
         kernels_dir=Path(kernels_dir),
-        pkgs_dir=values.get("pkgs_dir", chosen_root / "pkgs"),
+        pkgs_dir=Path(pkgs_dir),
         specs_dir=values.get("specs_dir", Path.cwd() / "specs"),
         channels=values.get("channels", {}),
         min_free_bytes=values.get("min_free_bytes", Config.min_free_bytes),
@@ -228,7 +354,13 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         notify_command=values.get("notify_command", ()),
         solver=values.get("solver", "rattler"),
         conda_lock_command=values.get("conda_lock_command", ()),
-        source=source,
+        source=chosen or site,
         root_source=root_source,
+        site_source=site,
+        user=user,
+        personal=personal,
+        policy_file=policy_file,
+        policy_applies_to=policy_scope,
+        user_quota=values.get("user_quota"),
     )
 

@@ -19,6 +19,8 @@ from ._internal import _condalock, _rattler
 from .config import DEMO_CHANNEL, Config
 from .errors import UsageError
 from .lockfile import LockedPackage, PackageSet
+from .personal import check_channels, check_lock_channels
+from .policy import enforce_policy
 from .results import Progress, no_progress
 from .spec import Spec
 
@@ -55,6 +57,7 @@ def locked_package(record_dict: dict[str, Any]) -> LockedPackage:
 
 def resolve_channels(config: Config, spec: Spec, progress: Progress = no_progress) -> list[str]:
     """The spec's channels through the site mapping; builds the demo channel if it is used."""
+    check_channels(config, spec)  # personal specs: only the channels the site maps
     urls = [config.resolve_channel(name) for name in spec.channels]
     if DEMO_CHANNEL in spec.channels and DEMO_CHANNEL not in config.channels:
         ensure_demo_channel(config, progress)
@@ -79,7 +82,9 @@ def solve_spec(config: Config, spec: Spec, progress: Progress = no_progress) -> 
         records[platform] = solved
         sets[platform] = PackageSet.of(platform, (locked_package(_rattler.record_to_dict(r))
                                                   for r in solved))
-    return Lock(spec=spec, channels=channels, sets=sets, records=records)
+    lock = Lock(spec=spec, channels=channels, sets=sets, records=records)
+    enforce_policy(config, lock)  # the locked set, dependencies included (docs/policy.md)
+    return lock
 
 
 def read_lock(config: Config, spec: Spec, path: Path, progress: Progress = no_progress) -> Lock:
@@ -89,7 +94,9 @@ def read_lock(config: Config, spec: Spec, path: Path, progress: Progress = no_pr
         raise UsageError(f"{path} has no packages for {HOST_PLATFORM} (it has: {', '.join(sets)})")
     if DEMO_CHANNEL in spec.channels:
         resolve_channels(config, spec, progress)
+    check_lock_channels(config, channels, str(path))
     progress(f"reading {len(sets[HOST_PLATFORM].packages)} locked packages from {path}")
+    enforce_policy(config, Lock(spec=spec, channels=channels, sets=sets, source=str(path)))
     records = {HOST_PLATFORM: _rattler.records_for_lock(list(sets[HOST_PLATFORM].packages),
                                                         channels, HOST_PLATFORM)}
     return Lock(spec=spec, channels=channels, sets=sets, records=records, source=str(path))

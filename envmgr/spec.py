@@ -28,6 +28,7 @@ SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
 MAX_NAME_LEN = 40  # keeps prefix paths and kernel names short
 KNOWN_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
 SPEC_SUFFIXES = (".yaml", ".yml")
+NOT_SPECS = ("policy.yaml", "policy.yml")  # the package policy beside the specs (envmgr.policy)
 
 
 class SpecError(UsageError):
@@ -301,7 +302,8 @@ def spec_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix in SPEC_SUFFIXES and p.is_file()))
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in SPEC_SUFFIXES and p.is_file()
+                                and p.name not in NOT_SPECS))
         elif path.exists():
             files.append(path)
         else:

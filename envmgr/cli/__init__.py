@@ -7,7 +7,10 @@ from typing import NoReturn
 from .._internal._exit import hard_exit
 # Each topic module registers its commands on ``app`` when imported (one line each).
 from . import build_cmds  # noqa: F401
+from . import gc_cmds  # noqa: F401
 from . import misc_cmds  # noqa: F401
+from . import ops_cmds  # noqa: F401
+from . import serve_cmds  # noqa: F401
 from . import spec_cmds  # noqa: F401
 from . import stable_cmds  # noqa: F401
 from ._app import app, run

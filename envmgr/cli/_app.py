@@ -46,6 +46,7 @@ class CliState:
     config_path: Path | None = None
     root: Path | None = None
     quiet: bool = False
+    user: bool = False
     out: Console = field(default_factory=lambda: _console(stderr=False))
     err: Console = field(default_factory=lambda: _console(stderr=True))
     _config: Config | None = None
@@ -54,7 +55,8 @@ class CliState:
 
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(config_path=self.config_path, root=self.root)
+            self._config = load_config(config_path=self.config_path, root=self.root,
+                                       user=self.user)
         return self._config
 
     def progress(self, message: str) -> None:
@@ -84,8 +86,10 @@ def _global_options(
     config: Path = typer.Option(None, "--config", help="Site configuration file "
                                 "(default: ENVMGR_CONFIG or /etc/envmgr/config.yaml)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (for cron)."),
+    user: bool = typer.Option(False, "--user", help="Personal environments: your own root and "
+                              "Jupyter kernels, under the site's channels and package policy."),
 ) -> None:
-    ctx.obj = CliState(config_path=config, root=root, quiet=quiet)
+    ctx.obj = CliState(config_path=config, root=root, quiet=quiet, user=user)
 
 
 def _render_error(obj: CliState | None, exc: EnvmgrError) -> int:

@@ -95,6 +95,8 @@ class BuildReport:
                 yield render_diff(o.diff)
             if o.log:
                 yield Text(f"  log: {o.log}", style="dim")
+            for warning in o.warnings:
+                yield Text(f"  warning: {warning}", style="yellow")
 
 
 def build_families(config: Config, specs: list[Spec], options: BuildOptions,
