@@ -250,6 +250,11 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
         c.add(c.value_pos(doc, "solver"), "solver", "must be 'rattler' or 'conda-lock'")
     if "solver" in doc:
         values["solver"] = solver
+    if solver == "conda-lock" and "--conda" not in values.get("conda_lock_command", ()):
+        c.add(c.key_pos(doc, "solver"), "conda_lock_command",
+              "solver: conda-lock needs conda_lock_command naming the executable, e.g. "
+              "[conda-lock, --conda, /opt/conda/bin/mamba] (without it conda-lock tries to "
+              "download micromamba and hangs)")
     _policy_values(c, doc, base, values)
     if site is not None:
         _refuse_locked(c, doc, locked, site)

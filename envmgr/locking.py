@@ -8,7 +8,11 @@ other sites can use it.
 
 from __future__ import annotations
 
+import json
 import shlex
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +21,7 @@ from typing import Any
 from . import __version__
 from ._internal import _condalock, _rattler
 from .config import DEMO_CHANNEL, Config
-from .errors import UsageError
+from .errors import BuildFailed, EnvironmentProblem, UsageError
 from .lockfile import LockedPackage, PackageSet
 from .personal import check_channels, check_lock_channels
 from .policy import enforce_policy
@@ -73,6 +77,9 @@ def ensure_demo_channel(config: Config, progress: Progress = no_progress) -> Pat
 
 
 def solve_spec(config: Config, spec: Spec, progress: Progress = no_progress) -> Lock:
+    """Lock with the embedded rattler solver, or with the site's real conda-lock."""
+    if config.solver == "conda-lock":
+        return solve_with_conda_lock(config, spec, progress)
     channels = resolve_channels(config, spec, progress)
     sets: dict[str, PackageSet] = {}
     records: dict[str, list[Any]] = {}
@@ -85,6 +92,42 @@ def solve_spec(config: Config, spec: Spec, progress: Progress = no_progress) -> 
     lock = Lock(spec=spec, channels=channels, sets=sets, records=records)
     enforce_policy(config, lock)  # the locked set, dependencies included (docs/policy.md)
     return lock
+
+
+CONDA_LOCK_TIMEOUT = 3600
+
+
+def solve_with_conda_lock(config: Config, spec: Spec, progress: Progress = no_progress) -> Lock:
+    """Run the site's ``conda-lock lock`` (solver: conda-lock) and read its lock file back.
+
+    Only for sites that have conda, mamba or micromamba: the configured command
+    must name the executable with ``--conda`` (checked when the config is
+    loaded), because conda-lock without one tries to download micromamba and
+    hangs for about a minute on a machine without internet. The spec's channels
+    go through the site mapping, as with rattler; installation stays rattler's.
+    """
+    channels = resolve_channels(config, spec, progress)
+    command = list(config.conda_lock_command)
+    if shutil.which(command[0]) is None:
+        raise EnvironmentProblem(f"conda-lock command not found: {command[0]}",
+                                 hint="install conda-lock, or fix conda_lock_command in the site config")
+    with tempfile.TemporaryDirectory(prefix="envmgr-conda-lock-") as tmp:
+        env_file, lock_file = Path(tmp) / "environment.yml", Path(tmp) / "conda-lock.yml"
+        env_file.write_text(json.dumps({"name": spec.name, "channels": channels,
+                                        "dependencies": list(spec.dependencies),
+                                        "platforms": list(spec.platforms)}))  # JSON is YAML
+        argv = [*command, "lock", "--file", str(env_file), "--lockfile", str(lock_file)]
+        for platform in spec.platforms:
+            argv += ["--platform", platform]
+        progress(f"locking {spec.name} with {shlex.join(command)}")
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=CONDA_LOCK_TIMEOUT, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(f"conda-lock did not finish in {CONDA_LOCK_TIMEOUT} s") from None
+        if proc.returncode != 0 or not lock_file.is_file():
+            tail = "\n  ".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise BuildFailed(f"conda-lock failed (exit {proc.returncode}):\n  {tail}")
+        return read_lock(config, spec, lock_file, progress)
 
 
 def read_lock(config: Config, spec: Spec, path: Path, progress: Progress = no_progress) -> Lock:

@@ -234,3 +234,14 @@ def test_kill_during_install_at_random_moment(site, envmgr_cli) -> None:
         good = latest
     after = build_json(envmgr_cli, spec, "--force")
     assert after["status"] == "built" and after["previous"] == good
+
+
+def test_missing_conda_lock_command_is_a_clear_error(site, envmgr_cli) -> None:
+    config = site["config"]
+    config.write_text(config.read_text() + "solver: conda-lock\n"
+                       "conda_lock_command: [/nonexistent/conda-lock, --conda, /nonexistent/mamba]\n")
+    spec = write_spec(site["specs"], "cl")
+    proc = envmgr_cli("build", spec)
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "conda-lock command not found: /nonexistent/conda-lock" in proc.stdout
+    assert not Layout(site["root"]).family_dir("cl").exists()

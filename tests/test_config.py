@@ -71,3 +71,13 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="not found"):
         load_config(config_path=tmp_path / "none.yaml", environ={})
+
+
+def test_conda_lock_solver_requires_the_conda_executable(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("solver: conda-lock\n")
+    with pytest.raises(ConfigFileError, match="conda_lock_command: solver: conda-lock needs"):
+        load_config(config_path=path, environ={})
+    path.write_text("solver: conda-lock\nconda_lock_command: [conda-lock, --conda, /opt/conda/bin/mamba]\n")
+    cfg = load_config(config_path=path, environ={})
+    assert cfg.solver == "conda-lock" and cfg.conda_lock_command[1:] == ("--conda", "/opt/conda/bin/mamba")
