@@ -44,6 +44,15 @@ def atomic_write_json(path: Path, data: Any, *, mode: int = 0o644) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", mode=mode)
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable (the directory's own metadata)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: Path) -> Any | None:
     """The parsed file, or None if it does not exist (a torn file cannot exist: see above)."""
     try:

@@ -51,7 +51,7 @@ from .familylock import describe_holder, family_lock, holder_info
 from .fsutil import atomic_write_json
 from .inventory import family_view
 from .layout import Layout
-from .procscan import ProcessScan, build_usage, scan_processes
+from .procscan import ProcessScan, scan_processes
 from .records import iso, utcnow
 from .results import Progress, no_progress
 from .retention import (
@@ -63,6 +63,7 @@ from .retention import (
     FamilyPlan,
     Reason,
     effective_policy,
+    Usage,
     plan_family,
 )
 from .spec import Retention, Spec, load_spec, spec_files
@@ -586,3 +587,21 @@ def collect(config: Config, families: list[str] | None = None, *, dry_run_only: 
         result.cache = prune_cache(config, result) if prune else CacheReport(False)
         empty_trash(layout, Path(config.pkgs_dir), result, progress)
     return result
+
+
+def build_usage(layout: Layout, family: str, build_id: str, entry: str, scan: ProcessScan,
+                *, probe_lease: bool) -> Usage:
+    """Usage of one build: its lease (published builds only) and the scan's pids."""
+    held = probe_lease and lease.probe(layout.lease_file(family, build_id))
+    lease_pids: tuple[int, ...] = ()
+    notes = []
+    if held:
+        found = lease.holders(layout.lease_file(family, build_id))
+        lease_pids = found.pids
+        if found.note:
+            notes.append(found.note)
+    prefix_pids = scan.pids(family, entry)
+    if (held or prefix_pids) and not scan.complete:
+        notes.append("some processes could not be inspected")
+    return Usage(held, lease_pids, prefix_pids, socket.gethostname() if (held or prefix_pids) else "",
+                 "; ".join(notes))

@@ -50,6 +50,7 @@ from typing import Any
 from jupyter_client.kernelspec import _is_valid_kernel_name, _kernel_name_description
 
 from envmgr.errors import ConfigError, EnvironmentProblem, UsageError
+from envmgr.fsutil import fsync_dir
 from envmgr.layout import BUILD_ID_RE, LATEST, Layout
 from envmgr.lease import ensure_lease
 
@@ -420,7 +421,7 @@ def _write_kernel(target: Path, files: Mapping[str, bytes], staging: Path) -> st
         if not target.exists():
             stage = _stage(staging, target.name, files)
             os.rename(stage, target)  # appears complete, in one step
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
             return "created"
         os.chmod(target, DIR_MODE)
         changed = {name: data for name, data in files.items() if not _same_file(target / name, data)}
@@ -432,7 +433,7 @@ def _write_kernel(target: Path, files: Mapping[str, bytes], staging: Path) -> st
             os.replace(stage / name, target / name)
         for extra in extras:
             _rmtree(extra)
-        _fsync_dir(target)
+        fsync_dir(target)
         stage.rmdir()
         return "updated"
     except OSError as exc:
@@ -477,14 +478,6 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
         while view:
             view = view[os.write(fd, view):]
         os.fchmod(fd, mode)  # not subject to the umask: world-readable, not world-writable
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
         os.fsync(fd)
     finally:
         os.close(fd)

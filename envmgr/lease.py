@@ -16,7 +16,7 @@ Protocol with gc (the launcher implements the other half):
    missing prefix) and refuses to start; one that got it before made step 1
    fail. So no kernel ever starts on a build being deleted.
 
-``probe`` is the cheap question "in use?". ``holders`` and ``prefix_users`` are
+``probe`` is the cheap question "in use?". ``holders`` and ``procscan`` are
 best-effort, this-host-only explanations for a report; they never decide.
 On NFS, flock is emulated with POSIX locks (forked children do not keep the
 lease, and ``local_lock=flock|all`` silently makes locks host-local): mount
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envmgr.errors import Busy, EnvironmentProblem, UsageError
+from envmgr.fsutil import fsync_dir
 from envmgr.layout import Layout
 
 DELETING_SUFFIX = ".deleting"
@@ -167,27 +168,6 @@ def holders(lease_file: Path) -> Holders:
     return Holders(tuple(pids), _locked_in_proc_locks(key), complete, "; ".join(notes))
 
 
-@dataclass(frozen=True)
-class PrefixUsers:
-    """Processes on this host that use files inside a prefix (second signal to the lease)."""
-
-    pids: tuple[int, ...]
-    complete: bool
-
-
-def prefix_users(prefix: Path) -> PrefixUsers:
-    """Processes whose exe, cwd, mapped files or open files are inside ``prefix``.
-
-    A second signal for gc, independent of leases: it also catches processes
-    started without the launcher (a user running ``<prefix>/bin/python``
-    directly). This host only; ``complete`` is False when some processes could
-    not be inspected.
-    """
-    root = os.path.realpath(prefix)
-    pids, complete = _scan_processes(lambda pid: _uses_prefix(pid, root))
-    return PrefixUsers(tuple(pids), complete)
-
-
 # -- helpers -------------------------------------------------------------------
 
 
@@ -214,18 +194,10 @@ def _write_marker(marker: Path) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, LEASE_MODE)
         os.replace(tmp, marker)
-        _fsync_dir(marker.parent)
+        fsync_dir(marker.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _environment(f"cannot write deletion marker {marker}", exc) from exc
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _mkdir_shared(path: Path) -> None:
@@ -286,28 +258,6 @@ def _has_open_file(pid: int, key: tuple[int, int]) -> bool:
 def _inside(path: str, root: str) -> bool:
     path = path.removesuffix(" (deleted)")
     return path == root or path.startswith(root + "/")
-
-
-def _uses_prefix(pid: int, root: str) -> bool:
-    for link in ("exe", "cwd"):
-        try:
-            if _inside(os.readlink(f"/proc/{pid}/{link}"), root):
-                return True
-        except FileNotFoundError:
-            pass  # kernel threads have no exe
-    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            parts = line.split(None, 5)
-            if len(parts) == 6 and _inside(parts[5].rstrip("\n"), root):
-                return True
-    fd_dir = f"/proc/{pid}/fd"
-    for fd in os.listdir(fd_dir):
-        try:
-            if _inside(os.readlink(f"{fd_dir}/{fd}"), root):
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def _locked_in_proc_locks(key: tuple[int, int]) -> bool:

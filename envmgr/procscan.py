@@ -1,23 +1,18 @@
-"""Who uses which build right now: lease probes plus one scan of /proc.
+"""Which processes on this host use which build: one scan of /proc.
 
 gc asks this once per run for every build, so the /proc scan is done once for
-all prefixes (``lease.prefix_users`` scans /proc per prefix, which is fine for
-the one build about to be deleted but not for a thousand). The lease probe is
-the signal that counts on every host; the scan is a second, this-host-only
-signal that also catches processes started without the launcher.
+all prefixes and answers for each. The lease probe is the signal that counts
+on every host; the scan is a second, this-host-only signal that also catches
+processes started without the launcher.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import lease
-from .layout import Layout
-from .retention import Usage
 
 
 @dataclass(frozen=True)
@@ -81,19 +76,21 @@ def _paths_of(pid: int) -> Iterable[str]:
             continue
 
 
-def build_usage(layout: Layout, family: str, build_id: str, entry: str, scan: ProcessScan,
-                *, probe_lease: bool) -> Usage:
-    """Usage of one build: its lease (published builds only) and the scan's pids."""
-    held = probe_lease and lease.probe(layout.lease_file(family, build_id))
-    lease_pids: tuple[int, ...] = ()
-    notes = []
-    if held:
-        found = lease.holders(layout.lease_file(family, build_id))
-        lease_pids = found.pids
-        if found.note:
-            notes.append(found.note)
-    prefix_pids = scan.pids(family, entry)
-    if (held or prefix_pids) and not scan.complete:
-        notes.append("some processes could not be inspected")
-    return Usage(held, lease_pids, prefix_pids, socket.gethostname() if (held or prefix_pids) else "",
-                 "; ".join(notes))
+@dataclass(frozen=True)
+class PrefixUsers:
+    """Processes on this host that use files inside one prefix."""
+
+    pids: tuple[int, ...]
+    complete: bool
+
+
+def prefix_users(prefix: Path) -> PrefixUsers:
+    """Processes whose exe, cwd, mapped or open files are inside ``prefix`` (this host only).
+
+    A second signal besides the lease: it also catches a user running
+    ``<prefix>/bin/python`` directly. ``complete`` is False when some processes
+    could not be inspected.
+    """
+    real = Path(os.path.realpath(prefix))  # envs/<family>/<build>: scan below envs/
+    scan = scan_processes(real.parent.parent)
+    return PrefixUsers(scan.pids(real.parent.name, real.name), scan.complete)

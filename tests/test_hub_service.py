@@ -151,12 +151,11 @@ class Hub:
 
     @staticmethod
     def _answers(url: str) -> bool:
+        """200 from the hub through the proxy: the proxy's 404 means its hub route is not there yet."""
         try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status == 200
+        except OSError:  # HTTPError included
             return False
 
     def browse(self, out: Path, *args: str) -> dict:

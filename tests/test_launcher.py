@@ -31,7 +31,7 @@ import websocket
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from envmgr import lease
+from envmgr import lease, procscan
 from envmgr.errors import Busy, UsageError
 from envmgr.kernels import KernelFamily, desired_kernels, sync_family_kernels
 from envmgr.layout import Layout
@@ -338,7 +338,7 @@ def test_lease_held_while_kernel_runs(layout, kernels_dir, kernels):
     assert lease.probe(lease_file) is True, "probing must not disturb the lease"
 
     k.run(f"import os; os.chdir({str(layout.prefix('py', a))!r})")
-    assert k.pid in lease.prefix_users(layout.prefix("py", a)).pids
+    assert k.pid in procscan.prefix_users(layout.prefix("py", a)).pids
 
     k.km.shutdown_kernel()
     assert lease.probe(lease_file) is False
@@ -400,9 +400,9 @@ def test_prefix_users_finds_a_process_running_from_the_prefix(layout):
     shutil.copy2(shutil.which("sleep"), sleeper)
     proc = subprocess.Popen([str(sleeper), "60"])
     try:
-        assert proc.pid in lease.prefix_users(prefix).pids
+        assert proc.pid in procscan.prefix_users(prefix).pids
         other = make_build(layout, "py", build_id(2))
-        assert proc.pid not in lease.prefix_users(other).pids
+        assert proc.pid not in procscan.prefix_users(other).pids
     finally:
         proc.kill()
         proc.wait()
