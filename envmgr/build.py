@@ -369,7 +369,8 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         records.update(layout, family, build_id, step=name)
         checkpoint(name)
 
-    # conda-lock takes ~0.9 s to import: write the record files while rattler installs.
+    # conda-lock takes ~0.9 s to import: write the record files while rattler installs,
+    # bytecode compiles and the smoke test runs.
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="envmgr-record")
     try:
         log(f"build {build_id} of {family}: {len(lock.host_set.packages)} packages")
@@ -379,7 +380,6 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
             log(f"installing into {staging}")
             _rattler.install(lock.records[HOST_PLATFORM], staging, config.pkgs_dir, target_prefix=final,
                              requested_specs=list(lock.spec.dependencies))
-        record_files.result()
         if config.compile_pyc:
             step("pyc")
             with timed(timings, "pyc"):
@@ -390,6 +390,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
             smoke_test(lock.spec, staging, log)
             if lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
                 kernel_smoke_test(lock.spec, staging, log)
+        record_files.result()  # the record is complete before anything is published
         make_read_only_for_others(staging)
         ensure_lease(layout, family, build_id)  # before the first kernel can start
         step("record")
