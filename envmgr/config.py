@@ -26,19 +26,16 @@ from ruamel.yaml.comments import CommentedMap
 from .errors import ConfigError, UsageError
 from .layout import Layout
 from .spec import parse_size
-from .yamlcheck import Problem, YamlChecker, read_yaml
+from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 SITE_CONFIG = Path("/etc/envmgr/config.yaml")
 DEMO_CHANNEL = "demo"  # built-in channel name: the local demo channel under the root
 DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org/"
 
 
-class ConfigFileError(ConfigError):
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"invalid configuration:\n{lines}",
-                         hint="Fix the keys named above; `envmgr doctor` re-checks.")
+class ConfigFileError(FileProblems, ConfigError):
+    title = "invalid configuration"
+    recheck = "Fix the keys named above; `envmgr doctor` re-checks."
 
 
 @dataclass(frozen=True)

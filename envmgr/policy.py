@@ -34,7 +34,7 @@ from ruamel.yaml.comments import CommentedMap
 from ._internal import _rattler
 from .errors import BuildFailed, ConfigError
 from .lockfile import LockedPackage, PackageSet
-from .yamlcheck import Problem, YamlChecker, read_yaml
+from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 if TYPE_CHECKING:
     from .config import Config
@@ -46,17 +46,11 @@ ENTRY_KEYS = ("version", "reason")
 ARROW = " → "
 
 
-class PolicyFileError(ConfigError):
+class PolicyFileError(FileProblems, ConfigError):
     """Every problem of a policy file, with file:line:column (exit 2)."""
 
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"invalid package policy:\n{lines}",
-                         hint="Fix the entries named above; `envmgr spec check --policy FILE` re-checks.")
-
-    def to_json(self) -> dict:
-        return {**super().to_json(), "problems": [p.to_json() for p in self.problems]}
+    title = "invalid package policy"
+    recheck = "Fix the entries named above; `envmgr spec check --policy FILE` re-checks."
 
 
 @dataclass(frozen=True)

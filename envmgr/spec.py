@@ -18,7 +18,7 @@ from pathlib import Path
 from ruamel.yaml.comments import CommentedMap
 
 from .errors import UsageError
-from .yamlcheck import Problem, YamlChecker, read_yaml
+from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 RELEASE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # lowercase: Jupyter lowercases kernel names
@@ -31,19 +31,15 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 NOT_SPECS = ("policy.yaml", "policy.yml")  # the package policy beside the specs (envmgr.policy)
 
 
-class SpecError(UsageError):
+class SpecError(FileProblems, UsageError):
     """Every problem found in one or more spec files."""
 
-    def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
-        problems = self.problems
-        lines = "\n".join(f"  {p}" for p in problems)
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{len(problems)} {noun} in spec files:\n{lines}",
-                         hint="Fix the keys named above; `envmgr spec check PATH` re-checks.")
+    recheck = "Fix the keys named above; `envmgr spec check PATH` re-checks."
 
-    def to_json(self) -> dict:
-        return {**super().to_json(), "problems": [p.to_json() for p in self.problems]}
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        return f"{len(self.problems)} {noun} in spec files"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from .errors import EXIT_USAGE, EnvmgrError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -34,6 +36,26 @@ class Problem:
     def to_json(self) -> dict:
         return {"file": self.file, "line": self.line, "column": self.column,
                 "key": self.key, "message": self.message}
+
+
+class FileProblems(EnvmgrError):
+    """Every problem found in a person-edited YAML file, sorted by position (exit 2).
+
+    Subclasses name what was checked and how to re-check it; all of them report
+    ``file:line:column: key: message`` lines and list the problems in JSON.
+    """
+
+    exit_code = EXIT_USAGE
+    title = "invalid file"
+    recheck = ""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{self.title}:\n{lines}", hint=self.recheck or None)
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "problems": [p.to_json() for p in self.problems]}
 
 
 # --------------------------------------------------------------------------
