@@ -183,6 +183,11 @@ def solve(specs: list[str], channels: list[str], platform: str = "linux-64",
         raise EnvironmentProblem(f"cannot read channel repodata: {exc}") from exc
 
 
+def _channel_of(url: str) -> str:
+    """The channel a locked package URL came from (``<channel>/<subdir>/<file>``)."""
+    return url.rsplit("/", 2)[0] if url.count("/") >= 3 else url
+
+
 def _file_name(url: str) -> str:
     return unquote(urlparse(url).path).rsplit("/", 1)[-1]
 
@@ -218,7 +223,7 @@ def records_for_lock(packages: Sequence[Any], channels: list[str], platform: str
     for pkg in packages:
         record = by_url.get(pkg.url) or by_file.get((pkg.subdir, _file_name(pkg.url)))
         if record is None:
-            missing.append(f"{pkg.name}={pkg.version}={pkg.build}")
+            missing.append(f"{pkg.name}={pkg.version}={pkg.build} (locked from {_channel_of(pkg.url)})")
         elif pkg.sha256 and _hex(record.sha256) not in (None, pkg.sha256):
             changed.append(f"{pkg.name}={pkg.version}={pkg.build}")
         else:

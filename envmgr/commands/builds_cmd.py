@@ -36,7 +36,10 @@ class BuildsResult:
         for b in reversed(self.view.builds):
             note = b.record.error or ("rolled back" if b.record.rolled_back else "")
             if b.record.deleted:
-                note = f"tombstone (deleted {b.record.deleted}); rebuild with --from-lock"
+                note = f"tombstone (deleted {b.record.deleted}); `envmgr restore` brings it back"
+            if b.record.history:
+                lives = ", ".join(f"{e['event']} {e['when']}" for e in b.record.history)
+                note = f"{note}; {lives}" if note else lives
             table.add_row(b.build_id, Text(b.state, style=STATE_STYLE.get(b.state, "")),
                           str(b.record.package_count), b.record.started, ", ".join(b.releases),
                           (note or "").splitlines()[0] if note else "")
