@@ -34,6 +34,7 @@ from .procscan import ProcessScan, scan_processes
 from .records import iso, parse_iso, utcnow
 from .retention import FamilyInput, FamilyPlan, Usage, effective_policy, plan_family
 from .status_render import render_status
+from .usage import BuildKernels, family_kernels
 
 STALE_RUN = dt.timedelta(hours=48)  # no build run for this long: is the nightly running?
 # Reasons that keep a build for good (not "waiting for gc"): latest, supported stable, pinned.
@@ -65,9 +66,11 @@ class FamilyStatus:
     spec_source: str = ""  # which spec speaks for the family (gc.family_spec)
     note: str = ""
     warnings: list[StatusWarning] = field(default_factory=list)
+    kernels: list[BuildKernels] = field(default_factory=list)  # builds with kernels (envmgr.usage)
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "group": self.group, "display_name": self.display_name,
+                "kernels": [k.to_json() for k in self.kernels],
                 "latest": self.latest, "last_run": self.last_run, "last_build": self.last_build,
                 "stable": self.stable, "gc_waiting": self.gc_waiting, "building": self.building,
                 "disk_bytes": self.disk_bytes, "spec_source": self.spec_source, "note": self.note,
@@ -271,7 +274,7 @@ def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date
         latest=_latest(inp, now), last_run=_last_run(layout, family),
         last_build=_last_build(inp.view), stable=_stable(inp, today),
         gc_waiting=_gc_waiting(inp, plan_family(inp, now)), building=_building(layout, family, now),
-        spec_source=choice.source, note=note)
+        spec_source=choice.source, note=note, kernels=family_kernels(inp.usage))
     fs.warnings = family_warnings(fs, now)
     if choice.error:
         _warn(fs.warnings, "spec-unreadable", f"{family}: its spec {choice.source} cannot be read "

@@ -223,3 +223,66 @@ def test_gc_then_restore_brings_the_build_and_its_stable_kernel_back(nbsite, tmp
     assert "Traceback" not in refused.stderr
     assert records.load(layout, "example", a).deleted and not prefix.exists(), "the tombstone stays"
     assert not layout.staging("example", a).exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_usage_in_status_and_prometheus_metrics_behind_the_token(nbsite, tmp_path):
+    import getpass
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from envmgr.status import collect_status
+
+    from .test_launcher import Kernel
+
+    kernel = Kernel(nbsite.kernels, "example-latest")
+    service = None
+    try:
+        status = {f.family: f for f in collect_status(nbsite.config, disk=False).families}["example"]
+        usage = {k.build_id: k for k in status.kernels}
+        assert usage[nbsite.b].kernels == 1 and usage[nbsite.b].users == (getpass.getuser(),)
+        assert usage[nbsite.b].other_host is False
+        assert status.to_json()["kernels"][0]["build_id"] == nbsite.b
+
+        port = _free_port()
+        env = {**os.environ, "JUPYTERHUB_API_TOKEN": "not-used", "JUPYTERHUB_SERVICE_NAME": "envmgr",
+               "JUPYTERHUB_API_URL": f"http://127.0.0.1:{_free_port()}/hub/api",  # no hub: token only
+               "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}", "ENVMGR_METRICS_TOKEN": "s3cret"}
+        service = subprocess.Popen([sys.executable, "-m", "envmgr", "--config", str(nbsite.config_file),
+                                    "serve", "--cookie-secret-file", str(tmp_path / "cookie")], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}/services/envmgr/metrics"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                anonymous = requests.get(url, timeout=30)
+                break
+            except requests.ConnectionError:
+                assert service.poll() is None and time.monotonic() < deadline, service.stderr.read()
+                time.sleep(0.5)
+        assert anonymous.status_code == 403
+        wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=30)
+        assert wrong.status_code == 403
+        ok = requests.get(url, headers={"Authorization": "Bearer s3cret"}, timeout=60)
+        assert ok.status_code == 200 and ok.headers["Content-Type"].startswith("text/plain")
+        lines = ok.text.splitlines()
+        assert f'envmgr_kernels{{build="{nbsite.b}",family="example"}} 1.0' in lines
+        assert 'envmgr_builds{family="example",state="latest"} 1.0' in lines
+        assert f'envmgr_stable_days_left{{build="{nbsite.b}",family="example",release="2026.1"}}' in ok.text
+        assert any(x.startswith('envmgr_disk_bytes{family="example"}') for x in lines)
+        assert any(x.startswith('envmgr_last_run_ok{family="example",status="built"} 1.0') for x in lines)
+    finally:
+        kernel.close()
+        if service is not None:
+            service.terminate()
+            service.wait(timeout=30)

@@ -95,11 +95,24 @@
       el('td', { class: 'num', 'data-field': 'packages' }, latest.package_count ?? ''),
       resultCell(f.last_result),
       el('td', { 'data-field': 'stable' }, f.stable.length ? el('ul', {}, f.stable.map(releaseItem)) : '—'),
+      kernelsCell(f.kernels || []),
       actions(f));
   }
 
+  // Per build with a held lease: kernels on the service's host (and whose), or another host.
+  function kernelsCell(builds) {
+    if (!builds.length) return el('td', { 'data-field': 'kernels' }, '—');
+    return el('td', { 'data-field': 'kernels' }, el('ul', {}, builds.map(k => {
+      const here = k.kernels ? `${k.kernels} (${k.users.join(', ')})` : '';
+      const away = k.other_host ? 'another host' : '';
+      return el('li', { 'data-build': k.build_id, 'data-kernels': String(k.kernels) },
+        el('code', {}, k.build_id), ': ', [here, away].filter(Boolean).join('; ') || 'lease held');
+    })));
+  }
+
   function groupTable(group) {
-    const head = ['Family', 'Latest build', 'Built', 'Packages', 'Last result', 'Stable releases', ''];
+    const head = ['Family', 'Latest build', 'Built', 'Packages', 'Last result', 'Stable releases',
+      'Kernels', ''];
     return el('section', { 'data-group': group.group },
       el('h2', {}, group.group),
       el('table', {},
