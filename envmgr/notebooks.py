@@ -221,13 +221,8 @@ class KernelIndex:
                 continue
             display = f"{meta.get('display_name', family)} · {meta.get('release') or 'latest'}"
             rel = meta.get("release") if meta.get("channel") == "stable" else None
-            if rel is None or not self._ending(meta):
-                live.append(retired.LiveKernel(name, display, rel, meta.get("support_until")))
-        return retired.successor_of(release, live)
-
-    def _ending(self, meta: dict[str, Any]) -> bool:
-        until = meta.get("support_until")
-        return bool(until) and (dt.date.fromisoformat(until) - self.today).days <= self.notice_days
+            live.append(retired.LiveKernel(name, display, rel, meta.get("support_until")))
+        return retired.successor_of(release, live, self.today, self.notice_days)
 
 
 def _report(config: Config, index: KernelIndex, item: _Loaded) -> NotebookReport:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .fsutil import atomic_write_json, read_json
+from .stable import EXPIRY_WARNING_DAYS
 
 VERSION = 1
 STATE_DIR = ".envmgr"  # the kernels dir's hidden state folder (also holds the launcher)
@@ -99,9 +100,20 @@ def release_key(release: str) -> tuple:
                  for part in re.split(r"(\d+)", release) if part)
 
 
-def successor_of(release: str, live: Sequence[LiveKernel]) -> LiveKernel | None:
-    """The family's next stable release after ``release``, else its latest kernel."""
-    newer = sorted((k for k in live if k.release is not None
+def successor_of(release: str, live: Sequence[LiveKernel], today: dt.date | None = None,
+                 notice_days: int = EXPIRY_WARNING_DAYS) -> LiveKernel | None:
+    """The family's next stable release after ``release`` that is not ending itself, else latest.
+
+    "Ending" is within ``notice_days`` of its support end: moving notebooks
+    there would only announce the next move (the JupyterLab extension picks the
+    same way, labextension/src/support.ts).
+    """
+    day = today or dt.date.today()
+
+    def lasting(k: LiveKernel) -> bool:
+        return not k.until or (dt.date.fromisoformat(k.until) - day).days > notice_days
+
+    newer = sorted((k for k in live if k.release is not None and lasting(k)
                     and release_key(k.release) > release_key(release)),
                    key=lambda k: release_key(k.release or ""))
     if newer:
