@@ -66,10 +66,12 @@ def test_desired_kernels_latest_and_stable():
     assert latest["env"] == {"OMP_NUM_THREADS": "4"}
     assert latest["metadata"]["debugger"] is True
     assert latest["metadata"]["envmgr"] == {
-        "family": "py", "group": "data", "channel": "latest", "release": None, "build_id": build_id(1),
+        "v": 1, "family": "py", "group": "data", "channel": "latest", "release": None,
+        "build_id": build_id(1),
         "built": "2025-01-01T00:00:00Z", "support_until": None, "display_name": "Python 3"}
     assert stable["metadata"]["envmgr"] == {
-        "family": "py", "group": "data", "channel": "stable", "release": "2024.1", "build_id": build_id(5),
+        "v": 1, "family": "py", "group": "data", "channel": "stable", "release": "2024.1",
+        "build_id": build_id(5),
         "built": "2024-01-01T00:00:00Z", "support_until": "2027-01-01", "display_name": "Python 3"}
     assert set(plans[0].files()) == {"kernel.json", "logo-32x32.png", "logo-64x64.png"}
 

@@ -205,7 +205,8 @@ def test_gc_then_restore_brings_the_build_and_its_stable_kernel_back(nbsite, tmp
     assert "example-2025.9" not in retired.load(nbsite.kernels), "no longer retired"
     assert layout.latest_build("example") == nbsite.b, "restore never moves latest"
     assert run_notebook(nbsite, pinned, monkeypatch) == [str(prefix), a]
-    builds = {b["build_id"]: b for b in json_of(nbsite.cli("builds", "--json", "example"))["result"]["builds"]}
+    listing = json_of(nbsite.cli("builds", "--json", "example"))["result"]["builds"]
+    builds = {b["build_id"]: b for b in listing}
     assert builds[a]["state"] == "published" and builds[a]["releases"] == ["2025.9"]
     assert [e["event"] for e in builds[a]["history"]] == ["deleted", "restored"]
     again = nbsite.cli("restore", "example", a)
