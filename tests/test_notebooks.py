@@ -196,8 +196,14 @@ def test_gc_then_restore_brings_the_build_and_its_stable_kernel_back(nbsite, tmp
     assert gc.returncode == 0, gc.stdout + gc.stderr
     assert not prefix.exists() and records.load(layout, "example", a).deleted
 
-    proc = nbsite.cli("restore", "--json", "example", a)
+    killed = run_envmgr("restore", "example", a, config=nbsite.config_file,
+                        env={"ENVMGR_FAULT_POINT": "restore-rename"})  # SIGKILL just before the rename
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert not prefix.exists() and records.load(layout, "example", a).deleted, "still a tombstone"
+    assert layout.staging("example", a).is_dir()
+    proc = nbsite.cli("restore", "--json", "example", a)  # clears the staging, restores
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not layout.staging("example", a).exists()
     result = json_of(proc)["result"]
     assert (result["prefix"], result["releases"]) == (str(prefix), ["2025.9"])
     assert conda_meta(prefix) == meta_before, "same packages, same prefix: identical conda-meta"

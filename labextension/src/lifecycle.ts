@@ -78,34 +78,40 @@ export const lifecyclePlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-/** The build each running kernel reported, by kernel id. */
+/**
+ * The build each running kernel reported, by kernel id: asked once per kernel
+ * start (a restart of a `latest` kernel can land on a newer build, so a
+ * restart forgets the answer). A kernel that does not answer is not asked
+ * again until its next start, so cells never pay for it.
+ */
 class BuildIds {
-  get(kernel: Kernel.IKernelConnection): Promise<string | null> {
-    let found = this._byKernel.get(kernel.id);
-    if (!found) {
-      found = askBuildId(kernel);
-      this._byKernel.set(kernel.id, found);
-      void found.then(id => {
-        if (id === null) {
-          this._byKernel.delete(kernel.id); // ask again next time
+  ask(kernel: Kernel.IKernelConnection): void {
+    if (!this._asked.has(kernel.id)) {
+      this._asked.add(kernel.id);
+      const started = ++this._generation;
+      this._starts.set(kernel.id, started);
+      void askBuildId(kernel).then(id => {
+        if (id && this._starts.get(kernel.id) === started) {
+          this._known.set(kernel.id, id);
         }
       });
     }
-    return found;
+  }
+
+  forget(kernel: Kernel.IKernelConnection): void {
+    this._asked.delete(kernel.id);
+    this._known.delete(kernel.id);
+    this._starts.delete(kernel.id);
   }
 
   known(kernel: Kernel.IKernelConnection): string | null {
-    return this._resolved.get(kernel.id) ?? null;
+    return this._known.get(kernel.id) ?? null;
   }
 
-  remember(kernel: Kernel.IKernelConnection, id: string | null): void {
-    if (id) {
-      this._resolved.set(kernel.id, id);
-    }
-  }
-
-  private _byKernel = new Map<string, Promise<string | null>>();
-  private _resolved = new Map<string, string>();
+  private _asked = new Set<string>();
+  private _known = new Map<string, string>();
+  private _starts = new Map<string, number>();
+  private _generation = 0;
 }
 
 async function askBuildId(kernel: Kernel.IKernelConnection): Promise<string | null> {
@@ -131,21 +137,31 @@ async function askBuildId(kernel: Kernel.IKernelConnection): Promise<string | nu
   }
 }
 
+const RESTARTING: ReadonlySet<string> = new Set(['starting', 'restarting', 'autorestarting']);
+
 function watch(panel: NotebookPanel, builds: BuildIds): void {
   const session = panel.sessionContext;
-  const ask = () => {
+  session.statusChanged.connect((_, status) => {
     const kernel = session.session?.kernel;
-    if (kernel && session.kernelDisplayStatus === 'idle' && !builds.known(kernel)) {
-      void builds.get(kernel).then(id => builds.remember(kernel, id));
+    if (!kernel) {
+      return;
     }
-  };
-  session.statusChanged.connect(ask);
+    if (RESTARTING.has(status)) {
+      builds.forget(kernel);
+    } else if (status === 'idle' && isEnvmgrKernel(session, kernel.name)) {
+      builds.ask(kernel);
+    }
+  });
   panel.context.saveState.connect((_, state) => {
     if (state === 'started') {
       stamp(panel, builds);
     }
   });
   void session.ready.then(() => announce(session));
+}
+
+function isEnvmgrKernel(session: ISessionContext, name: string): boolean {
+  return envmgrKernel(session.specsManager.specs?.kernelspecs[name]?.metadata) !== null;
 }
 
 /** Write `metadata.envmgr` before the model is serialised (saveState 'started' is synchronous). */
