@@ -25,7 +25,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from .errors import ConfigError, UsageError
 from .layout import Layout
-from .spec import parse_size
+from envmgr.define.spec import parse_size
 from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 SITE_CONFIG = Path("/etc/envmgr/config.yaml")

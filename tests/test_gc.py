@@ -26,15 +26,19 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from envmgr import gc, lease, records, stable, trash
-from envmgr.build import move_latest
+from envmgr.gc import collect as gc
+from envmgr.kernels import lease
+from envmgr.catalog import records
+from envmgr.catalog import stable
+from envmgr.gc import trash
+from envmgr.build.pipeline import move_latest
 from envmgr.config import RetentionPolicy, load_config
 from envmgr.familylock import family_lock
-from envmgr.inventory import BuildInfo, FamilyView
+from envmgr.catalog.inventory import BuildInfo, FamilyView
 from envmgr.layout import Layout
-from envmgr.records import BuildRecord, iso
-from envmgr.retention import FamilyInput, Policy, Usage, effective_policy, expiring_releases, plan_family
-from envmgr.spec import Retention
+from envmgr.catalog.records import BuildRecord, iso
+from envmgr.gc.retention import FamilyInput, Policy, Usage, effective_policy, expiring_releases, plan_family
+from envmgr.define.spec import Retention
 
 from .conftest import json_of, run_envmgr, write_config, write_spec
 from .test_launcher import LAUNCHER, Kernel, wait_until
@@ -302,7 +306,7 @@ def assert_tombstone(layout: Layout, build_id: str) -> None:
 
 def test_running_kernel_keeps_a_retired_build_until_it_stops(site, envmgr_cli, tmp_path):
     """Real builds, a real kernel started by jupyter_client: kept while running, then a tombstone."""
-    from envmgr.channel import add_demo_package
+    from envmgr.channel.build import add_demo_package
 
     spec = write_spec(site["specs"], "fam")
     spec.write_text(spec.read_text() + "retention:\n  keep_previous: 0\n  grace_days: 0\n")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.spec import SpecError, load_spec, load_specs, parse_size, parse_spec_text
+from envmgr.define.spec import SpecError, load_spec, load_specs, parse_size, parse_spec_text
 
 from .conftest import REPO, run_envmgr
 

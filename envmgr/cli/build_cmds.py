@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from ..build import BuildOptions
-from ..commands.build_cmd import build_families, find_specs, lock_spec_to_file, spec_beside_lock
-from ..commands.builds_cmd import diff_builds, list_builds
+from envmgr.build.pipeline import BuildOptions
+from envmgr.build.batch import build_families, find_specs, lock_spec_to_file, spec_beside_lock
+from envmgr.catalog.builds import diff_builds, list_builds
 from ..errors import UsageError
-from ..locking import command_line
-from ..rollback import rollback
-from ..spec import load_spec
+from envmgr.lock.solve import command_line
+from envmgr.release.rollback import rollback
+from envmgr.define.spec import load_spec
 from ._app import JSON_OPTION, app, state
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..gc import collect
+from envmgr.gc.collect import collect
 from ._app import JSON_OPTION, app, state
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.text import Text
 
-from ..commands.quickstart import quickstart
+from envmgr.build.quickstart import quickstart
 from ..config import Config
 from ._app import JSON_OPTION, app, state
 
@@ -42,7 +42,7 @@ def channel_build(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Make a file:// conda channel from installed Python distributions and wheels."""
-    from ..channel import build_channel_command
+    from envmgr.channel.build import build_channel_command
 
     obj = state(ctx, command="channel build", as_json=as_json)
     result = build_channel_command(directory, wheels=wheels or [], dists=dists or [],

@@ -34,7 +34,7 @@ def status(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Every family at a glance: latest, last run, stable releases, gc, builds now, disk, warnings."""
-    from ..status import collect_status
+    from envmgr.ops.status import collect_status
 
     obj = state(ctx, command="status", as_json=as_json)
     report = collect_status(obj.config(), disk=not no_disk, refresh_disk=refresh, processes=processes,
@@ -53,7 +53,7 @@ def doctor(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check config, permissions, Jupyter path, locking, filesystem, space and kernels; exit 1 on failure."""
-    from ..doctor import config_failed, run_doctor
+    from envmgr.ops.doctor import config_failed, run_doctor
 
     obj = state(ctx, command="doctor", as_json=as_json)
     try:

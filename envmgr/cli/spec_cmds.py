@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..commands.spec_check import check_specs
+from envmgr.define.check import check_specs
 from ._app import JSON_OPTION, app, state
 
 spec_app = typer.Typer(help="Validate environment specs.", no_args_is_help=True)
@@ -24,7 +24,7 @@ def spec_check(
     """Validate specs; exit 2 and name file:line:column:key for every problem."""
     obj = state(ctx, command="spec check", as_json=as_json)
     if policy is not None:
-        from ..commands.policy_check import check_specs_against_policy
+        from envmgr.lock.policy_check import check_specs_against_policy
 
         obj.emit(check_specs_against_policy(obj.config(), paths, policy, obj.progress), as_json=as_json)
         return

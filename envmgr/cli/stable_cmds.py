@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
-from ..promote import list_stable, promote, retire
+from envmgr.release.promote import list_stable, promote, retire
 from ._app import JSON_OPTION, app, state
 
 stable_app = typer.Typer(help="Stable releases (kernels pinned to one build for years).",

@@ -20,12 +20,12 @@ from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuth
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .. import records
+from envmgr.catalog import records
 from ..audit import audit
 from ..errors import Busy, EnvmgrError, NotFound
 from ..familylock import holder_info
 from ..layout import BUILD_ID_RE
-from ..rollback import rollback
+from envmgr.release.rollback import rollback
 from .app import ServiceSettings
 from .jobs import ENDED, Job, JobStore, running_build
 from .pagedata import SpecCache, page_state

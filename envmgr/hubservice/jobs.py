@@ -32,15 +32,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import records
+from envmgr.catalog import records
 from ..config import Config
 from ..errors import NotFound, UsageError
 from ..familylock import holder_info
 from ..fsutil import atomic_write_json, explain_os_error, read_json
 from ..layout import Layout
 from ..lockfile import diff
-from ..records import iso, utcnow
-from ..spec import NAME_RE
+from envmgr.catalog.records import iso, utcnow
+from envmgr.define.spec import NAME_RE
 
 JOB_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 RUNNING, ENDED = "running", "ended"
