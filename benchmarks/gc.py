@@ -46,7 +46,8 @@ from envmgr.config import load_config  # noqa: E402
 from envmgr.fsutil import atomic_symlink  # noqa: E402
 from envmgr.catalog.inventory import family_view  # noqa: E402
 from envmgr.layout import Layout  # noqa: E402
-from envmgr.catalog.records import BuildRecord, iso  # noqa: E402
+from envmgr.catalog.records import BuildRecord  # noqa: E402
+from envmgr.clock import iso  # noqa: E402
 
 SPEC = """\
 name: {name}

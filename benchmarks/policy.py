@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
-from envmgr.build.pipeline import BuildOptions, build_spec  # noqa: E402
+from envmgr.build.outcome import BuildOptions  # noqa: E402
+from envmgr.build.pipeline import build_spec  # noqa: E402
 from envmgr.channel.build import build_channel  # noqa: E402
 from envmgr.config import load_config  # noqa: E402
 from envmgr.fsutil import disk_usage  # noqa: E402

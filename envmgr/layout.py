@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STAGING_PREFIX = ".staging-"
+FAILED_PREFIX = ".failed-"  # a failed build kept for diagnosis: envs/<family>/.failed-<id>
 LATEST = "latest"
 
 # A build id is a UTC timestamp plus a short hash of the lock: it sorts by time,

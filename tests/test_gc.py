@@ -36,8 +36,10 @@ from envmgr.config import RetentionPolicy, load_config
 from envmgr.familylock import family_lock
 from envmgr.catalog.inventory import BuildInfo, FamilyView
 from envmgr.layout import Layout
-from envmgr.catalog.records import BuildRecord, iso
-from envmgr.gc.retention import FamilyInput, Policy, Usage, effective_policy, expiring_releases, plan_family
+from envmgr.catalog.records import BuildRecord
+from envmgr.clock import iso
+from envmgr.catalog.governing import expiring_releases
+from envmgr.gc.retention import FamilyInput, Policy, Usage, effective_policy, plan_family
 from envmgr.define.spec import Retention
 
 from .conftest import json_of, run_envmgr, write_config, write_spec

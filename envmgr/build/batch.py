@@ -1,28 +1,21 @@
-"""`envmgr build` and `envmgr lock`: choose specs, run the pipeline, report."""
+"""`envmgr build` and `envmgr lock`: choose specs, build each family, lock a spec to a file."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-from rich.text import Text
-
-from envmgr.build.pipeline import BuildOptions, BuildOutcome, build_spec
+from envmgr.build.outcome import BuildOptions, BuildOutcome
+from envmgr.build.pipeline import build_spec
 from ..config import Config
 from ..errors import EXIT_OK, UsageError
-from ..lockfile import PackageDiff
 from envmgr.lock.solve import Lock, solve_spec, write_lock
 from ..results import Progress, no_progress
 from envmgr.define.spec import Spec, load_spec, load_specs
-
-STATUS_STYLE = {"built": "green", "unchanged": "dim", "held": "yellow", "failed": "bold red"}
-
 
 def find_specs(config: Config, names_or_paths: list[str], *, all_specs: bool) -> list[Spec]:
     """Specs named by path, or by family name in the configured specs directory."""
@@ -63,17 +56,6 @@ def spec_beside_lock(lock_path: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def render_diff(d: PackageDiff) -> Table:
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for column in ("change", "package", "before", "after"):
-        table.add_column(column)
-    style = {"added": "green", "removed": "red", "upgraded": "cyan", "downgraded": "yellow",
-             "rebuilt": "magenta"}
-    for c in d.changes:
-        table.add_row(Text(c.kind, style=style.get(c.kind, "")), c.name, c.old or "", c.new or "")
-    return table
-
-
 @dataclass
 class BuildReport:
     outcomes: list[BuildOutcome]
@@ -84,19 +66,6 @@ class BuildReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"builds": [o.to_json() for o in self.outcomes]}
-
-    def render(self) -> Iterable[Any]:
-        for o in self.outcomes:
-            yield Text.assemble((f"{o.family}: ", "bold"), (o.status, STATUS_STYLE.get(o.status, "")),
-                                f"  {o.message}")
-            if o.error:
-                yield Text(f"  {o.error}", style="red")
-            if o.diff is not None and not o.diff.empty and o.previous is not None:
-                yield render_diff(o.diff)
-            if o.log:
-                yield Text(f"  log: {o.log}", style="dim")
-            for warning in o.warnings:
-                yield Text(f"  warning: {warning}", style="yellow")
 
 
 def build_families(config: Config, specs: list[Spec], options: BuildOptions,
@@ -114,11 +83,6 @@ class LockResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"output": str(self.output), **self.lock.to_json()}
-
-    def render(self) -> Iterable[Any]:
-        for platform, pkg_set in self.lock.sets.items():
-            yield Text(f"{self.lock.spec.name} [{platform}]: {len(pkg_set.packages)} packages")
-        yield Text(f"wrote {self.output}", style="green")
 
 
 def lock_spec_to_file(config: Config, spec_path: Path, output: Path | None, *, command: str,

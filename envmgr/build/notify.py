@@ -17,11 +17,11 @@ import subprocess
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from envmgr.catalog.records import iso, utcnow
+from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
 
 if TYPE_CHECKING:
-    from envmgr.build.pipeline import BuildOutcome
+    from envmgr.build.outcome import BuildOutcome
     from envmgr.config import Config
 
 NOTIFY_TIMEOUT = 60

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from envmgr.catalog import records
 from envmgr.audit import audit
 from envmgr._internal import _rattler
 from envmgr.config import Config
-from envmgr.errors import EXIT_OK, BuildFailed, EnvmgrError
+from envmgr.errors import BuildFailed, EnvmgrError
 from envmgr.kernels.sync import sync_kernels
 from envmgr.familylock import Holder, family_lock
 from .kernelcheck import run_cell
@@ -40,66 +37,23 @@ from envmgr.fsutil import (
     make_read_only_for_others,
     remove_stale_temps,
 )
-from envmgr.layout import STAGING_PREFIX, Layout
+from envmgr._internal._faults import checkpoint
+from envmgr.build.outcome import BuildOptions, BuildOutcome, BuildStatus
+from envmgr.layout import FAILED_PREFIX, STAGING_PREFIX, Layout
 from envmgr.kernels.lease import ensure_lease
-from envmgr.lockfile import PackageDiff, PackageSet, diff
+from envmgr.lockfile import PackageSet, diff
 from envmgr.lock.solve import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
 from .notify import notify_build
 from envmgr.define.personal import check_quota, prepare_spec
-from envmgr.catalog.records import BuildRecord, iso, utcnow
+from envmgr.catalog.records import BuildRecord
+from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
 from envmgr.define.spec import Spec
 
-FAILED_PREFIX = ".failed-"
 SMOKE_TIMEOUT = 600
-FAULT_ENV = "ENVMGR_FAULT_POINT"  # tests: SIGKILL this process at a named step
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    force: bool = False
-    from_lock: Path | None = None
-    wait: bool = True
-    command: str = ""
-
-
-@dataclass
-class BuildOutcome:
-    family: str
-    status: str  # built | unchanged | held | failed
-    build_id: str | None = None
-    prefix: Path | None = None
-    previous: str | None = None
-    diff: PackageDiff | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    error_exit_code: int = EXIT_OK
-    log: Path | None = None
-    package_count: int = 0
-    message: str = ""
-    kernels: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
-
-    @property
-    def exit_code(self) -> int:
-        return self.error_exit_code if self.status == "failed" else EXIT_OK
-
-    def to_json(self) -> dict[str, Any]:
-        return {"family": self.family, "status": self.status, "build_id": self.build_id,
-                "prefix": str(self.prefix) if self.prefix else None, "previous": self.previous,
-                "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
-                "error": self.error, "log": str(self.log) if self.log else None,
-                "package_count": self.package_count, "message": self.message,
-                "kernels": self.kernels, "warnings": self.warnings}
 
 
 # -- helpers -----------------------------------------------------------------------
-
-def checkpoint(step: str) -> None:
-    """Crash here if a test asked for it: how kill tests reach every step exactly."""
-    if os.environ.get(FAULT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-
 
 def new_build_id(layout: Layout, family: str, digest: str) -> str:
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
@@ -330,21 +284,21 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
         with timed(timings, "lock"):
             lock = _lock(config, spec, options, progress)
     except EnvmgrError as exc:
-        return BuildOutcome(spec.name, "failed", error=exc.message, error_exit_code=exc.exit_code,
+        return BuildOutcome(spec.name, BuildStatus.FAILED, error=exc.message, error_exit_code=exc.exit_code,
                             timings=timings, message="locking failed; nothing built, latest unchanged")
     previous, previous_set = latest_package_set(layout, spec.name)
     if lock.host_set.same_as(previous_set) and not options.force:
-        return BuildOutcome(spec.name, "unchanged", build_id=previous, previous=previous,
+        return BuildOutcome(spec.name, BuildStatus.UNCHANGED, build_id=previous, previous=previous,
                             prefix=layout.prefix(spec.name, previous) if previous else None,
                             timings=timings, package_count=len(lock.host_set.packages),
                             message=f"unchanged: the locked packages equal latest build {previous}")
     twin = rolled_back_twin(layout, spec.name, lock.host_set)
     if twin and not options.force:
-        return BuildOutcome(spec.name, "held", build_id=twin, previous=previous, timings=timings,
+        return BuildOutcome(spec.name, BuildStatus.HELD, build_id=twin, previous=previous, timings=timings,
                             message=f"held: the locked packages equal {twin}, which was rolled back; "
                                     "use --force to publish them again")
     check_free_space(layout.root, config.min_free_bytes)
-    check_quota(config, lock)  # personal roots: user_quota, before installing anything
+    check_quota(config, lock.spec, lock.host_set)  # personal roots: user_quota, before installing anything
     return _build_new(config, lock, options, holder, previous, previous_set, timings, progress)
 
 
@@ -361,7 +315,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
     records.save(layout, record)
     log = BuildLog(layout.record_dir(family, build_id) / "build.log", progress)
     staging, final = layout.staging(family, build_id), layout.prefix(family, build_id)
-    outcome = BuildOutcome(family, "built", build_id=build_id, prefix=final, previous=previous,
+    outcome = BuildOutcome(family, BuildStatus.BUILT, build_id=build_id, prefix=final, previous=previous,
                            timings=timings, log=log.path, package_count=len(lock.host_set.packages))
 
     def step(name: str) -> None:
@@ -409,7 +363,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
     finally:
         writer.shutdown(wait=True)
         log.close()
-    if outcome.status == "built":
+    if outcome.status == BuildStatus.BUILT:
         outcome.diff = diff(previous_set, lock.host_set)
         outcome.message = f"built {build_id}: {outcome.diff.summary()}"
     return outcome
@@ -433,7 +387,7 @@ def _fail(layout: Layout, family: str, build_id: str, staging: Path, exc: Except
                    error=error.message, step=rec.step if rec else None,
                    failed_prefix=str(kept) if kept else None)
     log(f"FAILED: {error.message}")
-    outcome.status, outcome.error, outcome.error_exit_code = "failed", error.message, error.exit_code
+    outcome.status, outcome.error, outcome.error_exit_code = BuildStatus.FAILED, error.message, error.exit_code
     outcome.message = f"build {build_id} failed; latest unchanged"
     if kept:
         outcome.message += f"; kept for inspection in {kept}"

@@ -6,14 +6,13 @@ root, registers its kernel, and says what it did and what to try next.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
 
-from envmgr.build.pipeline import BuildOptions, BuildOutcome, build_spec
+from envmgr.build.outcome import BuildOptions, BuildOutcome
+from envmgr.build.pipeline import build_spec
 from ..config import Config
 from ..errors import UsageError
 from ..results import Progress, no_progress
@@ -44,24 +43,6 @@ class QuickstartResult:
     def to_json(self) -> dict[str, Any]:
         return {"root": str(self.config.root), "kernels_dir": str(self.config.kernels_dir),
                 "build": self.outcome.to_json()}
-
-    def render(self) -> Iterable[Any]:
-        o, cfg = self.outcome, self.config
-        if o.status == "failed":
-            yield Text(f"quickstart failed: {o.error}", style="bold red")
-            return
-        latest = cfg.layout.latest_link(o.family)
-        yield Text(f"✓ {o.family}: {o.message}", style="green")
-        yield Text(f"  root:        {cfg.root}")
-        yield Text(f"  prefix:      {o.prefix}  ({o.package_count} packages)")
-        yield Text(f"  latest:      {latest} -> {o.build_id}")
-        yield Text(f"  kernels:     {', '.join(o.kernels) or '(none)'} in {cfg.kernels_dir}")
-        yield Text("Try:", style="bold")
-        yield Text(f"  {o.prefix}/bin/python -c 'import ipykernel, sys; print(sys.prefix)'")
-        yield Text("  jupyter kernelspec list          # shows " + ", ".join(o.kernels))
-        yield Text(f"  envmgr builds {o.family}            # history, with package counts")
-        yield Text(f"  envmgr build {SOURCE_EXAMPLE if SOURCE_EXAMPLE.exists() else 'SPEC'}  "
-                   "# again: 'unchanged', nothing built")
 
 
 def quickstart(config: Config, spec_path: Path | None = None,

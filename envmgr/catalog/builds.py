@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from rich.table import Table
-from rich.text import Text
 
 from envmgr.catalog import records
 from ..config import Config
 from ..errors import EXIT_OK, NotFound
 from envmgr.catalog.inventory import FamilyView, family_view, locate_build
 from ..lockfile import PackageDiff, diff
-from envmgr.build.batch import render_diff
-
-STATE_STYLE = {"latest": "bold green", "published": "", "failed": "red", "interrupted": "yellow",
-               "deleted": "dim", "building": "cyan"}
-
 
 @dataclass
 class BuildsResult:
@@ -28,19 +19,6 @@ class BuildsResult:
 
     def to_json(self) -> dict[str, Any]:
         return self.view.to_json()
-
-    def render(self) -> Iterable[Any]:
-        table = Table(title=f"builds of {self.view.family}", header_style="bold")
-        for column in ("build", "state", "packages", "started", "stable", "note"):
-            table.add_column(column)
-        for b in reversed(self.view.builds):
-            note = b.record.error or ("rolled back" if b.record.rolled_back else "")
-            if b.record.deleted:
-                note = f"tombstone (deleted {b.record.deleted}); rebuild with --from-lock"
-            table.add_row(b.build_id, Text(b.state, style=STATE_STYLE.get(b.state, "")),
-                          str(b.record.package_count), b.record.started, ", ".join(b.releases),
-                          (note or "").splitlines()[0] if note else "")
-        yield table
 
 
 def list_builds(config: Config, family: str) -> BuildsResult:
@@ -60,11 +38,6 @@ class DiffResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"from": self.a, "to": self.b, **self.diff.to_json()}
-
-    def render(self) -> Iterable[Any]:
-        yield Text(f"{self.a} -> {self.b}: {self.diff.summary()}", style="bold")
-        if not self.diff.empty:
-            yield render_diff(self.diff)
 
 
 def diff_builds(config: Config, ref_a: str, ref_b: str) -> DiffResult:

@@ -12,7 +12,6 @@ prefix, so it outlives the prefix as a tombstone after gc. Files:
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import os
 import socket
@@ -26,18 +25,6 @@ from envmgr.layout import BUILD_ID_RE, Layout
 from envmgr.lockfile import PackageSet
 
 BUILDING, OK, FAILED, INTERRUPTED = "building", "ok", "failed", "interrupted"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-def iso(moment: dt.datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
-def parse_iso(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 @dataclass(frozen=True)

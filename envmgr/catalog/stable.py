@@ -15,7 +15,7 @@ from typing import Any
 
 from envmgr.fsutil import atomic_write_json, read_json
 from envmgr.layout import Layout
-from .records import iso, utcnow
+from envmgr.clock import iso, utcnow
 from envmgr.define.spec import Spec
 
 EXPIRY_WARNING_DAYS = 90

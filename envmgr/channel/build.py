@@ -114,6 +114,8 @@ class ChannelResult:
     key: str = ""
     warnings: list[str] = field(default_factory=list)
 
+    exit_code = 0  # a Result: `envmgr channel build` either succeeds or raises
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = str(self.path)

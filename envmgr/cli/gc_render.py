@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from envmgr.gc.retention import Action, ReasonCode
 from envmgr.host.diskusage import human_bytes
+
+from .render import GC_ACTION_STYLE
 
 if TYPE_CHECKING:
     from envmgr.gc.collect import GcResult
-
-ACTION_STYLE = {"keep": "green", "delete": "red", "none": "dim"}
-
 
 def _summary(result: GcResult) -> Text:
     c = result.counts()
@@ -36,11 +36,11 @@ def _family_table(result: GcResult, index: int) -> Table:
     for column in ("build", "action", "frees", "why"):
         table.add_column(column)
     for d in reversed(plan.decisions):
-        if d.action == "none" and d.reasons[0].code == "tombstone":
+        if d.action == Action.NONE and d.reasons[0].code == ReasonCode.TOMBSTONE:
             continue
         action = "deleted" if d.state == "deleted" else d.action
         freed = result.bytes.get((plan.family, d.build_id))
-        table.add_row(d.build_id, Text(action, style=ACTION_STYLE.get(d.action, "")),
+        table.add_row(d.build_id, Text(str(action), style=GC_ACTION_STYLE.get(d.action, "")),
                       human_bytes(freed) if freed is not None else "", d.why)
     return table
 
@@ -53,7 +53,7 @@ def render_gc(result: GcResult) -> Iterable[Any]:
             yield Text(f"  deletions deferred: {plan.deferred}", style="yellow")
         if removed := result.kernels_removed.get(plan.family):
             yield Text(f"  kernels removed: {', '.join(removed)}")
-        tombstones = sum(1 for d in plan.decisions if d.reasons and d.reasons[0].code == "tombstone")
+        tombstones = sum(1 for d in plan.decisions if d.reasons and d.reasons[0].code == ReasonCode.TOMBSTONE)
         if tombstones:
             yield Text(f"  {tombstones} tombstones (`envmgr builds {plan.family}` lists them)", style="dim")
     cache = result.cache

@@ -10,11 +10,10 @@ from rich.text import Text
 
 from envmgr.host.diskusage import human_bytes
 
+from .render import BUILD_STATUS_STYLE
+
 if TYPE_CHECKING:
     from envmgr.ops.status import FamilyStatus, StatusReport
-
-RUN_STYLE = {"built": "green", "unchanged": "dim", "held": "yellow", "failed": "bold red"}
-
 
 def human_age(seconds: int | None) -> str:
     if seconds is None:
@@ -40,7 +39,7 @@ def _last_run_cell(f: FamilyStatus) -> Text:
     run = f.last_run
     if not run:
         return Text("never", style="dim")
-    return Text.assemble((run.get("status", "?"), RUN_STYLE.get(run.get("status", ""), "")),
+    return Text.assemble((run.get("status", "?"), BUILD_STATUS_STYLE.get(run.get("status", ""), "")),
                          f"\n{run.get('when', '')}")
 
 

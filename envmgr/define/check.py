@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.text import Text
 
 from ..errors import EXIT_OK, EXIT_USAGE
 from envmgr.define.spec import Problem, Spec, SpecError, load_specs
@@ -26,14 +24,6 @@ class SpecCheckResult:
                 "specs": [{"name": s.name, "path": str(s.path), "content_hash": s.content_hash}
                           for s in self.specs],
                 "problems": [p.to_json() for p in self.problems]}
-
-    def render(self) -> Iterable[Text]:
-        for problem in self.problems:
-            yield Text(str(problem), style="red")
-        for spec in self.specs:
-            yield Text(f"ok  {spec.path}  ({spec.name}, {len(spec.dependencies)} dependencies)")
-        if self.problems:
-            yield Text(f"{len(self.problems)} problem(s) found", style="bold red")
 
 
 def check_specs(paths: list[Path]) -> SpecCheckResult:

@@ -28,7 +28,7 @@ from .spec import MAX_NAME_LEN, Spec, parse_spec_text
 
 if TYPE_CHECKING:
     from envmgr.config import Config
-    from envmgr.lock.solve import Lock
+    from envmgr.lockfile import PackageSet
 
 PERSONAL_PREFIX = "user-"
 PERSONAL_GROUP = "Personal"
@@ -119,7 +119,7 @@ def _gib(n: int) -> str:
     return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
 
 
-def quota_usage(config: Config, lock: Lock) -> QuotaUsage | None:
+def quota_usage(config: Config, packages: PackageSet) -> QuotaUsage | None:
     """What the user's root uses (each hardlinked inode once) and what the build would add."""
     if not config.personal or config.user_quota is None:
         return None
@@ -127,19 +127,19 @@ def quota_usage(config: Config, lock: Lock) -> QuotaUsage | None:
     if not config.pkgs_dir.is_relative_to(config.root):
         roots.append(config.pkgs_dir)
     used, _ = disk_usage([r for r in roots if r.exists()])
-    needed = sum(p.size or 0 for p in lock.host_set.packages
+    needed = sum(p.size or 0 for p in packages.packages
                  if not (config.pkgs_dir / f"{p.name}-{p.version}-{p.build}").is_dir())
     return QuotaUsage(used=used, needed=needed, quota=config.user_quota)
 
 
-def check_quota(config: Config, lock: Lock) -> None:
-    """Refuse a personal build before it installs anything if it would exceed ``user_quota``."""
-    usage = quota_usage(config, lock)
+def check_quota(config: Config, spec: Spec, packages: PackageSet) -> None:
+    """Refuse a personal build before it installs ``packages`` (the host set) if over ``user_quota``."""
+    usage = quota_usage(config, packages)
     if usage is None or usage.used + usage.needed <= usage.quota:
         return
     raise QuotaExceeded(
         f"personal quota: your environments in {config.root} use {_gib(usage.used)} of your "
-        f"{_gib(usage.quota)} quota and this build of {lock.spec.name} needs at least "
+        f"{_gib(usage.quota)} quota and this build of {spec.name} needs at least "
         f"{_gib(usage.needed)} more; nothing built",
         hint="remove personal families or old builds you no longer need (`envmgr --user gc`), "
              "or ask the hub admins for a larger user_quota")

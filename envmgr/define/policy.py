@@ -38,7 +38,9 @@ from envmgr.yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 if TYPE_CHECKING:
     from envmgr.config import Config
-    from envmgr.lock.solve import Lock
+    from collections.abc import Mapping
+
+    from envmgr.define.spec import Spec
 
 PACKAGE_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.+-]*$")
 TOP_KEYS = ("allowed", "denied")
@@ -299,8 +301,8 @@ def check_sets(policy: Policy, family: str, sets: Mapping[str, PackageSet],
         raise PolicyViolation(policy, family, violations)
 
 
-def enforce_policy(config: Config, lock: Lock) -> None:
-    """The site's policy on a new lock (solved or read), when it applies to this configuration.
+def enforce_policy(config: Config, spec: Spec, sets: Mapping[str, PackageSet]) -> None:
+    """The site's policy on a new lock's package sets (solved or read), when it applies here.
 
     Called by ``envmgr.locking`` for every lock, so ``envmgr lock``, ``build``
     and ``build --from-lock`` are all covered; the policy file is re-read each
@@ -308,4 +310,4 @@ def enforce_policy(config: Config, lock: Lock) -> None:
     """
     path = config.policy_enforced
     if path is not None:
-        check_sets(load_policy(path), lock.spec.name, lock.sets, lock.spec.dependencies)
+        check_sets(load_policy(path), spec.name, sets, spec.dependencies)

@@ -18,13 +18,13 @@ from pathlib import Path
 from ruamel.yaml.comments import CommentedMap
 
 from envmgr.errors import UsageError
+from envmgr.units import parse_size
 from envmgr.yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 RELEASE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # lowercase: Jupyter lowercases kernel names
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
 MAX_NAME_LEN = 40  # keeps prefix paths and kernel names short
 KNOWN_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -139,18 +139,6 @@ def _check_platform(text: str) -> str | None:
 
 def _check_import(text: str) -> str | None:
     return None if DOTTED_RE.match(text) else f"'{text}' is not a dotted module name"
-
-
-def parse_size(text: str | int) -> int:
-    """'16G', '512MiB', '1.5GB' or a number of bytes -> bytes (binary units)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    match = SIZE_RE.match(str(text).strip())
-    if not match:
-        raise ValueError(f"'{text}' is not a size such as 16G or 512MiB")
-    number, unit = float(match.group(1)), (match.group(2) or "B").upper()[:1]
-    factor = {"B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}[unit]
-    return int(number * factor)
 
 
 TOP_KEYS = ("name", "display_name", "group", "description", "channels", "dependencies",

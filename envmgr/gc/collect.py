@@ -33,7 +33,7 @@ import datetime as dt
 import json
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,17 +45,18 @@ from envmgr.gc import pkgcache
 from envmgr.catalog import records
 from envmgr.gc import trash
 from envmgr.audit import audit
-from envmgr.build.pipeline import FAILED_PREFIX, checkpoint
+from envmgr._internal._faults import checkpoint
 from envmgr.config import Config
 from envmgr.host.diskusage import human_bytes
 from envmgr.errors import EXIT_ENVIRONMENT, EXIT_OK, Busy, EnvmgrError, NotFound, UsageError
-from envmgr.kernels.sync import recorded_spec, sync_kernels
+from envmgr.kernels.sync import sync_kernels
 from envmgr.familylock import describe_holder, family_lock, holder_info
 from envmgr.fsutil import atomic_write_json
 from envmgr.catalog.inventory import family_view
-from envmgr.layout import Layout
+from envmgr.catalog.governing import SpecChoice, family_spec, spec_index
+from envmgr.layout import FAILED_PREFIX, Layout
 from envmgr.host.procscan import ProcessScan, scan_processes
-from envmgr.catalog.records import iso, utcnow
+from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
 from .retention import (
     DELETE,
@@ -65,62 +66,18 @@ from .retention import (
     FamilyInput,
     FamilyPlan,
     Reason,
+    ReasonCode,
     effective_policy,
     Usage,
     plan_family,
 )
-from envmgr.define.spec import Retention, Spec, load_spec, spec_files
+from envmgr.define.spec import Retention, Spec
 
 # Steps a build holding its family lock reports (familylock.Holder.set_step). A
 # build only ever adds a new build id, so gc may work beside it; any other
 # holder (rollback, promote, retire, a build still in recovery: "starting")
 # may move latest or a release onto an old build, so gc defers the family.
 BUILD_STEPS = frozenset({"lock", "install", "pyc", "smoke", "record", "kernels"})
-
-
-# -- which spec speaks for a family ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpecChoice:
-    spec: Spec | None
-    source: str  # the spec file, "recorded <path>", or "none"
-    error: str | None = None
-
-
-def spec_index(specs_dir: Path) -> dict[str, SpecChoice]:
-    """Every spec file in ``specs_dir`` by family name; unreadable ones by file stem."""
-    index: dict[str, SpecChoice] = {}
-    if not specs_dir.is_dir():
-        return index
-    for path in spec_files([specs_dir]):
-        try:
-            spec = load_spec(path)
-        except EnvmgrError as exc:
-            index.setdefault(path.stem, SpecChoice(None, str(path), exc.message.splitlines()[-1].strip()))
-            continue
-        index[spec.name] = SpecChoice(spec, str(path))
-    return index
-
-
-def family_spec(config: Config, family: str, index: dict[str, SpecChoice] | None = None) -> SpecChoice:
-    """The specs directory's spec (staff's current intent), else the spec the latest was built from.
-
-    A spec file named after the family that cannot be read is reported as an
-    error: its ``retention.pinned`` might protect a build, so gc must not guess.
-    """
-    index = spec_index(config.specs_dir) if index is None else index
-    choice = index.get(family)
-    if choice is not None:
-        return choice
-    latest = config.layout.latest_build(family)
-    try:
-        spec = recorded_spec(config, family, latest)
-    except EnvmgrError as exc:
-        return SpecChoice(None, "recorded", f"the recorded spec of {latest} cannot be read: {exc.message}")
-    if spec is None:
-        return SpecChoice(None, "none")
-    return SpecChoice(spec, f"recorded {config.layout.record_dir(family, latest or '') / 'spec.yaml'}")
 
 
 # -- gathering the planner's inputs ---------------------------------------------------------
@@ -211,11 +168,6 @@ class GcResult:
                 "families": families, "cache": self.cache.to_json(), "recovered": self.recovered,
                 "pending_trash": self.pending_trash, "errors": self.errors, "warnings": self.warnings}
 
-    def render(self) -> Iterable[Any]:
-        from envmgr.cli.gc_render import render_gc
-
-        yield from render_gc(self)
-
 
 # -- locks -----------------------------------------------------------------------------------
 
@@ -295,7 +247,7 @@ class Batch:
     progress: Progress
     final: dict[str, Decision] = field(default_factory=dict)
 
-    def keep(self, d: Decision, code: str, text: str) -> None:
+    def keep(self, d: Decision, code: ReasonCode, text: str) -> None:
         self.final[d.build_id] = _kept(d, Reason(code, text))
 
     def mark(self, stack: contextlib.ExitStack, d: Decision) -> bool:
@@ -303,12 +255,12 @@ class Batch:
         try:
             stack.enter_context(lease.mark_deleting(self.layout, d.family, d.build_id))
         except Busy as exc:
-            self.keep(d, "in-use", exc.message)
+            self.keep(d, ReasonCode.IN_USE, exc.message)
         except UsageError as exc:  # it became latest meanwhile
-            self.keep(d, "latest", exc.message)
+            self.keep(d, ReasonCode.LATEST, exc.message)
         except EnvmgrError as exc:
             self.result.errors.append(f"{d.family}/{d.build_id}: {exc.message}")
-            self.keep(d, "error", f"deletion failed: {exc.message}")
+            self.keep(d, ReasonCode.ERROR, f"deletion failed: {exc.message}")
         else:
             return True
         return False
@@ -317,7 +269,7 @@ class Batch:
         """Rename the build into the trash unless a process uses it; then audit and tombstone."""
         source = _target_path(self.layout, d)
         if users:
-            self.keep(d, "in-use", f"used by pid {', '.join(map(str, users))} on {socket.gethostname()} "
+            self.keep(d, ReasonCode.IN_USE, f"used by pid {', '.join(map(str, users))} on {socket.gethostname()} "
                                    "(found in /proc)")
             return
         moved = None
@@ -328,7 +280,7 @@ class Batch:
             except OSError as exc:
                 self.result.errors.append(f"{d.family}/{d.build_id}: could not move {source} to the "
                                           f"trash: {exc}")
-                self.keep(d, "error", f"deletion failed: {exc.strerror or exc}")
+                self.keep(d, ReasonCode.ERROR, f"deletion failed: {exc.strerror or exc}")
                 return
         checkpoint("gc-trashed")
         try:
@@ -525,7 +477,7 @@ def dry_run(config: Config, families: list[str], now: dt.datetime, prune: bool) 
     """The plan a real run would start from, with what it would free. Changes nothing."""
     layout = config.layout
     result = GcResult(dry_run=True, now=iso(now) or "")
-    index, scan = spec_index(config.specs_dir), scan_processes(layout.envs_dir)
+    index, scan = spec_index(config), scan_processes(layout.envs_dir)
     for family in families:
         choice = family_spec(config, family, index)
         deferred = _dry_deferral(layout, family) or (
@@ -584,7 +536,7 @@ def collect(config: Config, families: list[str] | None = None, *, dry_run_only: 
         result.recovered = finish_interrupted(layout, Path(config.pkgs_dir), now)
         for action in result.recovered:
             progress(action)
-        index, scan = spec_index(config.specs_dir), scan_processes(layout.envs_dir)
+        index, scan = spec_index(config), scan_processes(layout.envs_dir)
         for family in names:
             result.plans.append(collect_family(config, family, now, index, scan, result, progress))
         result.cache = prune_cache(config, result) if prune else CacheReport(False)

@@ -28,12 +28,44 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envmgr.catalog import records
-from envmgr.config import Config, RetentionPolicy
+from envmgr.clock import iso, parse_iso
+from envmgr.config import RetentionPolicy
 from envmgr.catalog.inventory import BuildInfo, FamilyView
 from envmgr.define.spec import Retention
-from envmgr.catalog.stable import EXPIRY_WARNING_DAYS, StableRelease
+from envmgr.results import StrEnum
+from envmgr.catalog.stable import StableRelease
 
-KEEP, DELETE, NONE = "keep", "delete", "none"
+
+
+class Action(StrEnum):
+    """What gc does with a build (the JSON ``action``)."""
+
+    KEEP = "keep"
+    DELETE = "delete"
+    NONE = "none"  # a tombstone or a missing prefix: nothing to do
+
+
+class ReasonCode(StrEnum):
+    """Why a build is kept or deleted (the JSON ``reasons[].code``, stable for machines)."""
+
+    LATEST = "latest"
+    STABLE = "stable"
+    PINNED = "pinned"
+    ROLLBACK = "rollback"
+    PUBLISHING = "publishing"
+    GRACE = "grace"
+    FAILED = "failed"
+    TOMBSTONE = "tombstone"
+    BUILDING = "building"
+    MISSING = "missing"
+    IN_USE = "in-use"
+    COLLECTABLE = "collectable"
+    EXPIRED = "expired"
+    DEFERRED = "deferred"
+    ERROR = "error"  # the deletion itself failed; the build stays
+
+
+KEEP, DELETE, NONE = Action.KEEP, Action.DELETE, Action.NONE
 TARGET_PREFIX, TARGET_FAILED = "prefix", "failed-prefix"  # what a deletion removes
 
 
@@ -112,7 +144,7 @@ class Usage:
 class Reason:
     """One reason for a decision; ``code`` is stable for machines, ``text`` for people."""
 
-    code: str
+    code: ReasonCode
     text: str
     until: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -130,7 +162,7 @@ class Decision:
     family: str
     build_id: str
     state: str
-    action: str  # keep | delete | none
+    action: Action
     reasons: tuple[Reason, ...]
     target: str | None = None  # what a delete removes: prefix | failed-prefix | None (record only)
 
@@ -178,7 +210,7 @@ def _day(moment: dt.datetime) -> str:
 
 
 def _plus_days(text: str | None, days: int) -> dt.datetime | None:
-    moment = records.parse_iso(text)
+    moment = parse_iso(text)
     return moment + dt.timedelta(days=days) if moment else None
 
 
@@ -216,7 +248,7 @@ def _release_reasons(info: BuildInfo, releases: Iterable[StableRelease],
         if r.expired(today):
             ended.append(f"stable {r.release} support ended {r.until.isoformat()}")
         else:
-            keep.append(Reason("stable", f"stable release {r.release} until {r.until.isoformat()}",
+            keep.append(Reason(ReasonCode.STABLE, f"stable release {r.release} until {r.until.isoformat()}",
                                until=r.until.isoformat(), data={"release": r.release}))
     return keep, ended
 
@@ -227,11 +259,11 @@ def _good_build_reasons(inp: FamilyInput, info: BuildInfo, window: Mapping[str, 
     view, policy, rec = inp.view, inp.policy, info.record
     keep, ended = _release_reasons(info, view.releases, now.date())
     if info.build_id == view.latest:
-        keep.insert(0, Reason("latest", "latest"))
+        keep.insert(0, Reason(ReasonCode.LATEST, "latest"))
     if info.build_id in policy.pinned:
-        keep.append(Reason("pinned", "pinned by hand (retention.pinned in the spec)"))
+        keep.append(Reason(ReasonCode.PINNED, "pinned by hand (retention.pinned in the spec)"))
     if info.build_id in window:
-        keep.append(Reason("rollback", f"rollback window ({window[info.build_id]} of "
+        keep.append(Reason(ReasonCode.ROLLBACK, f"rollback window ({window[info.build_id]} of "
                                        f"{policy.keep_previous} previous good builds)"))
     elif policy.keep_previous and rec.rolled_back:
         ended.append("rolled back from, so outside the rollback window")
@@ -242,14 +274,14 @@ def _good_build_reasons(inp: FamilyInput, info: BuildInfo, window: Mapping[str, 
     unfinished = rec.latest_since is None and not rec.rolled_back and (
         view.latest is None or info.build_id > view.latest)
     if unfinished:
-        keep.append(Reason("publishing", "publication unfinished (the next build of the family "
+        keep.append(Reason(ReasonCode.PUBLISHING, "publication unfinished (the next build of the family "
                                          "completes it)"))
         return keep, ended
     since = retired_at(view, info)
     grace_end = _plus_days(since, policy.grace_days)
     if grace_end is not None and now < grace_end:
-        keep.append(Reason("grace", f"grace until {_day(grace_end)} (retired {since})",
-                           until=records.iso(grace_end)))
+        keep.append(Reason(ReasonCode.GRACE, f"grace until {_day(grace_end)} (retired {since})",
+                           until=iso(grace_end)))
     elif grace_end is not None:
         ended.append(f"retired {since}, grace ended {_day(grace_end)}")
     return keep, ended
@@ -259,8 +291,8 @@ def _failed_reasons(inp: FamilyInput, info: BuildInfo, now: dt.datetime) -> tupl
     rec = info.record
     end = _plus_days(rec.finished or rec.started, inp.policy.failed_days)
     if end is not None and now < end:
-        return [Reason("failed", f"{rec.status}: kept for inspection until {_day(end)}",
-                       until=records.iso(end))], []
+        return [Reason(ReasonCode.FAILED, f"{rec.status}: kept for inspection until {_day(end)}",
+                       until=iso(end))], []
     return [], [f"{rec.status} {rec.finished or rec.started}, inspection period ended"
                 + (f" {_day(end)}" if end else "")]
 
@@ -281,11 +313,11 @@ def decide(inp: FamilyInput, info: BuildInfo, window: Mapping[str, int], now: dt
         return Decision(family, info.build_id, info.state, action, tuple(reasons), target)
 
     if rec.deleted:
-        return made(NONE, [Reason("tombstone", f"deleted {rec.deleted}; the record stays as a tombstone")])
+        return made(NONE, [Reason(ReasonCode.TOMBSTONE, f"deleted {rec.deleted}; the record stays as a tombstone")])
     if rec.status == records.BUILDING:
-        return made(KEEP, [Reason("building", "build in progress")])
+        return made(KEEP, [Reason(ReasonCode.BUILDING, "build in progress")])
     if rec.status == records.OK and not info.published:
-        return made(NONE, [Reason("missing", "its prefix is missing (not removed by gc); nothing to "
+        return made(NONE, [Reason(ReasonCode.MISSING, "its prefix is missing (not removed by gc); nothing to "
                                              "delete")])
     if rec.status == records.OK:
         keep, ended = _good_build_reasons(inp, info, window, now)
@@ -296,14 +328,14 @@ def decide(inp: FamilyInput, info: BuildInfo, window: Mapping[str, int], now: dt
     why_not = "; ".join(ended) or "no rule keeps it"
     if usage.in_use and target is not None:
         collectable = not keep
-        keep.append(Reason("in-use", usage.describe(), data={"usage": usage.to_json()}))
+        keep.append(Reason(ReasonCode.IN_USE, usage.describe(), data={"usage": usage.to_json()}))
         if collectable:  # say what happens once it is free
-            keep.append(Reason("collectable", f"otherwise collectable: {why_not}"))
+            keep.append(Reason(ReasonCode.COLLECTABLE, f"otherwise collectable: {why_not}"))
     if keep:
         return made(KEEP, keep, target)
-    expired = Reason("expired", f"expired: {why_not}")
+    expired = Reason(ReasonCode.EXPIRED, f"expired: {why_not}")
     if inp.deferred:
-        return made(KEEP, [Reason("deferred", f"collectable, but deferred: {inp.deferred}"), expired],
+        return made(KEEP, [Reason(ReasonCode.DEFERRED, f"collectable, but deferred: {inp.deferred}"), expired],
                     target)
     return made(DELETE, [expired], target)
 
@@ -316,39 +348,3 @@ def plan_family(inp: FamilyInput, now: dt.datetime) -> FamilyPlan:
 
 
 # -- stable releases near their end (for `stable list` and `status`) ---------------------
-
-
-@dataclass(frozen=True)
-class ExpiringRelease:
-    release: StableRelease
-    days_left: int
-
-    @property
-    def expired(self) -> bool:
-        return self.days_left < 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.release.to_json(), "days_left": self.days_left, "expired": self.expired}
-
-
-def expiring_releases(config: Config, families: Iterable[str] | None = None, *,
-                      today: dt.date | None = None,
-                      within_days: int = EXPIRY_WARNING_DAYS) -> list[ExpiringRelease]:
-    """Stable releases whose support ends within ``within_days`` (or has ended), soonest first.
-
-    Releases come from the same place gc reads them (promotions plus the
-    family's spec), so a warning and the later deletion agree.
-    """
-    from envmgr.gc.collect import family_spec, spec_index  # gc imports this module; avoid the cycle at import time
-    from envmgr.catalog.inventory import family_view
-
-    day = today or dt.date.today()
-    index = spec_index(config.specs_dir)
-    found = []
-    for family in families if families is not None else config.layout.families():
-        spec = family_spec(config, family, index).spec
-        for release in family_view(config, family, spec).releases:
-            left = release.days_left(day)
-            if left <= within_days:
-                found.append(ExpiringRelease(release, left))
-    return sorted(found, key=lambda e: (e.days_left, e.release.family, e.release.release))

@@ -28,7 +28,7 @@ from typing import Any
 
 from envmgr.config import Config
 from envmgr.fsutil import atomic_write_json, disk_usage, read_json
-from envmgr.catalog.records import iso, parse_iso, utcnow
+from envmgr.clock import iso, parse_iso, utcnow
 
 MAX_AGE = dt.timedelta(hours=24)
 CACHE_VERSION = 1

@@ -26,7 +26,7 @@ from ..errors import Busy, EnvmgrError, NotFound
 from ..familylock import holder_info
 from ..layout import BUILD_ID_RE
 from envmgr.release.rollback import rollback
-from .app import ServiceSettings
+from .settings import ServiceSettings
 from .jobs import ENDED, Job, JobStore, running_build
 from .pagedata import SpecCache, page_state
 

@@ -39,7 +39,7 @@ from ..familylock import holder_info
 from ..fsutil import atomic_write_json, explain_os_error, read_json
 from ..layout import Layout
 from ..lockfile import diff
-from envmgr.catalog.records import iso, utcnow
+from envmgr.clock import iso, utcnow
 from envmgr.define.spec import NAME_RE
 
 JOB_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")

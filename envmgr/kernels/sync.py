@@ -13,15 +13,8 @@ from pathlib import Path
 from envmgr.config import Config
 from envmgr.catalog.inventory import FamilyView, family_view
 from envmgr.kernels.kernelspecs import KernelFamily, StableRelease, SyncResult, remove_family_kernels, sync_family_kernels
-from envmgr.define.spec import Spec, load_spec
-
-
-def recorded_spec(config: Config, family: str, build_id: str | None) -> Spec | None:
-    """The spec as it was built (records/<family>/<build>/spec.yaml)."""
-    if build_id is None:
-        return None
-    path = config.layout.record_dir(family, build_id) / "spec.yaml"
-    return load_spec(path) if path.is_file() else None
+from envmgr.catalog.governing import recorded_spec
+from envmgr.define.spec import Spec
 
 
 def kernel_family(config: Config, view: FamilyView, spec: Spec) -> KernelFamily:

@@ -9,12 +9,10 @@ that pulls it in. All families are checked; one failing does not hide others.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
 
 from ..config import Config
 from ..errors import EXIT_BUILD_FAILED, EXIT_OK, EXIT_USAGE, EnvmgrError
@@ -61,22 +59,6 @@ class PolicyCheckResult:
         return {"policy": str(self.policy_path), "valid": self.exit_code == EXIT_OK,
                 "problems": [p.to_json() for p in self.problems],
                 "families": [f.to_json() for f in self.families]}
-
-    def render(self) -> Iterable[Text]:
-        for problem in self.problems:
-            yield Text(str(problem), style="red")
-        for fam in self.families:
-            if fam.error is not None:
-                yield Text(f"error  {fam.family}: {fam.error.message}", style="red")
-            elif fam.violations:
-                yield Text(f"refused  {fam.family}: {len(fam.violations)} of {fam.packages} locked "
-                           f"packages are not allowed by {self.policy_path}", style="bold red")
-                for v in fam.violations:
-                    yield Text(f"  {v.line()}", style="red")
-            else:
-                yield Text(f"ok  {fam.family}  ({fam.packages} locked packages allowed)")
-        if self.problems:
-            yield Text(f"{len(self.problems)} problem(s) found", style="bold red")
 
 
 def check_specs_against_policy(config: Config, paths: list[Path], policy_path: Path,

@@ -90,7 +90,7 @@ def solve_spec(config: Config, spec: Spec, progress: Progress = no_progress) -> 
         sets[platform] = PackageSet.of(platform, (locked_package(_rattler.record_to_dict(r))
                                                   for r in solved))
     lock = Lock(spec=spec, channels=channels, sets=sets, records=records)
-    enforce_policy(config, lock)  # the locked set, dependencies included (docs/policy.md)
+    enforce_policy(config, lock.spec, lock.sets)  # the locked set, dependencies included (docs/policy.md)
     return lock
 
 
@@ -139,7 +139,7 @@ def read_lock(config: Config, spec: Spec, path: Path, progress: Progress = no_pr
         resolve_channels(config, spec, progress)
     check_lock_channels(config, channels, str(path))
     progress(f"reading {len(sets[HOST_PLATFORM].packages)} locked packages from {path}")
-    enforce_policy(config, Lock(spec=spec, channels=channels, sets=sets, source=str(path)))
+    enforce_policy(config, spec, sets)
     records = {HOST_PLATFORM: _rattler.records_for_lock(list(sets[HOST_PLATFORM].packages),
                                                         channels, HOST_PLATFORM)}
     return Lock(spec=spec, channels=channels, sets=sets, records=records, source=str(path))

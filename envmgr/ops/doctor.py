@@ -16,14 +16,12 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from rich.table import Table
-from rich.text import Text
 
 from envmgr.config import Config
 from envmgr.errors import EXIT_FAILURE, EXIT_OK, EnvmgrError
@@ -34,7 +32,6 @@ from envmgr.define.spec import load_specs
 from envmgr.host.diskusage import human_bytes
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-STYLE = {OK: "green", WARN: "yellow", FAIL: "bold red"}
 MAX_LISTED = 10
 FLOCK_TIMEOUT = 20
 KERNEL_TIMEOUT = 90
@@ -64,17 +61,6 @@ class DoctorReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"checks": [c.to_json() for c in self.checks], "summary": self.counts()}
-
-    def render(self) -> Iterable[Any]:
-        table = Table(title="envmgr doctor", header_style="bold", show_lines=True)
-        for column in ("check", "result", "detail", "fix"):
-            table.add_column(column)
-        for c in self.checks:
-            table.add_row(c.name, Text(c.status, style=STYLE[c.status]), c.detail, c.fix)
-        yield table
-        n = self.counts()
-        yield Text(f"{n[OK]} ok, {n[WARN]} warning(s), {n[FAIL]} failed",
-                   style=STYLE[FAIL if n[FAIL] else WARN if n[WARN] else OK])
 
 
 def _listed(items: list[str]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,19 @@ from envmgr.host.diskusage import DiskUsage, disk_report, human_bytes
 from envmgr.errors import EXIT_OK, EnvironmentProblem
 from envmgr.familylock import holder_info
 from envmgr.fsutil import read_json
-from envmgr.gc.collect import SpecChoice, failed_prefixes, family_spec, gather_family, spec_index
+from envmgr.catalog.governing import SpecChoice, family_spec, spec_index
+from envmgr.gc.collect import failed_prefixes, gather_family
 from envmgr.catalog.inventory import FamilyView, family_view
 from envmgr.layout import Layout
 from envmgr.host.mounts import OK as LOCK_OK
 from envmgr.host.mounts import LockSafety, Mount, lock_safety, mount_of, read_mounts
 from envmgr.host.procscan import ProcessScan, scan_processes
-from envmgr.catalog.records import iso, parse_iso, utcnow
-from envmgr.gc.retention import FamilyInput, FamilyPlan, Usage, effective_policy, plan_family
-from envmgr.cli.status_render import render_status
+from envmgr.clock import iso, parse_iso, utcnow
+from envmgr.gc.retention import FamilyInput, FamilyPlan, ReasonCode, Usage, effective_policy, plan_family
 
 STALE_RUN = dt.timedelta(hours=48)  # no build run for this long: is the nightly running?
 # Reasons that keep a build for good (not "waiting for gc"): latest, supported stable, pinned.
-PERMANENT = frozenset({"latest", "stable", "pinned"})
+PERMANENT = frozenset({ReasonCode.LATEST, ReasonCode.STABLE, ReasonCode.PINNED})
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class FamilyStatus:
     gc_waiting: list[dict[str, Any]]
     building: dict[str, Any] | None
     disk_bytes: int | None = None
-    spec_source: str = ""  # which spec speaks for the family (gc.family_spec)
+    spec_source: str = ""  # which spec speaks for the family (catalog.governing.family_spec)
     note: str = ""
     warnings: list[StatusWarning] = field(default_factory=list)
 
@@ -255,9 +254,6 @@ class StatusReport:
                 "warnings": [w.to_json() for w in self.warnings],
                 "processes_scanned": self.processes_scanned, "seconds": self.seconds}
 
-    def render(self) -> Iterable[Any]:
-        yield from render_status(self)
-
 
 def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date,
                    index: dict[str, SpecChoice], scan: ProcessScan) -> FamilyStatus:
@@ -292,7 +288,7 @@ def collect_status(config: Config, *, disk: bool = True, refresh_disk: bool = Fa
     now = utcnow()
     today = today or dt.date.today()
     families = config.layout.families()
-    index = spec_index(config.specs_dir)
+    index = spec_index(config)
     scan = scan_processes(config.layout.envs_dir) if processes else ProcessScan()
     statuses = [_family_status(config, f, now, today, index, scan) for f in families]
     statuses.sort(key=lambda f: (f.group.lower(), f.family))

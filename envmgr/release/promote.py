@@ -10,19 +10,17 @@ repository, not the build host, is the source of truth.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-from rich.text import Text
 
 from envmgr.catalog import stable
 from envmgr.audit import audit
 from envmgr.config import Config
 from envmgr.errors import EXIT_OK, NotFound, UsageError
-from envmgr.kernels.sync import recorded_spec, sync_kernels
+from envmgr.catalog.governing import family_spec, recorded_spec, spec_index
+from envmgr.kernels.sync import sync_kernels
 from envmgr.familylock import family_lock
 from envmgr.fsutil import atomic_write_text
 from envmgr.catalog.inventory import family_view
@@ -42,14 +40,6 @@ class PromoteResult:
     def to_json(self) -> dict[str, Any]:
         return {**self.release.to_json(), "kernel": self.kernel,
                 "exported": [str(p) for p in self.exported]}
-
-    def render(self) -> Iterable[Any]:
-        r = self.release
-        yield Text(f"{r.family} {r.release} -> build {r.build_id}, supported until {r.until} "
-                   f"({r.days_left()} days)", style="green")
-        yield Text(f"  kernel: {self.kernel}")
-        for path in self.exported:
-            yield Text(f"  exported {path} (commit it to the specs repository)")
 
 
 def lock_export_dir(config: Config, family: str, override: Path | None) -> Path:
@@ -113,10 +103,6 @@ class RetireResult:
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "release": self.release, "build_id": self.build_id}
 
-    def render(self) -> Iterable[Any]:
-        yield Text(f"retired {self.family} {self.release} (build {self.build_id}); its kernel is "
-                   "removed; gc may delete the build once no kernel runs on it", style="green")
-
 
 def retire(config: Config, family: str, release: str, progress: Progress = no_progress) -> RetireResult:
     layout = config.layout
@@ -143,27 +129,12 @@ class StableListResult:
         return {"releases": [r.to_json() | {"expiring_soon": r.expiring_soon(), "expired": r.expired()}
                              for r in self.releases]}
 
-    def render(self) -> Iterable[Any]:
-        if not self.releases:
-            yield Text("no stable releases")
-            return
-        table = Table(header_style="bold")
-        for column in ("family", "release", "build", "supported until", "days left", "source"):
-            table.add_column(column)
-        for r in self.releases:
-            style = "red" if r.expired() else "yellow" if r.expiring_soon() else ""
-            days = Text(str(r.days_left()), style=style)
-            table.add_row(r.family, r.release, r.build_id, str(r.until), days, r.source)
-        yield table
-        for r in self.releases:
-            if r.expiring_soon():
-                yield Text(f"warning: {r.family} {r.release} support ends {r.until} "
-                           f"({r.days_left()} days)", style="yellow")
-
 
 def list_stable(config: Config, families: list[str] | None = None) -> StableListResult:
+    """Promoted releases plus those the governing spec declares (the same spec gc reads)."""
     found: list[stable.StableRelease] = []
+    index = spec_index(config)
     for family in families or config.layout.families():
-        spec = recorded_spec(config, family, config.layout.latest_build(family))
+        spec = family_spec(config, family, index).spec
         found.extend(family_view(config, family, spec).releases)
     return StableListResult(found)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rich.text import Text
 
 from envmgr.catalog import records
 from envmgr.audit import audit
@@ -38,16 +37,6 @@ class RollbackResult:
         return {"family": self.family, "previous": self.previous, "latest": self.current,
                 "marked_rolled_back": self.rolled_back,
                 "diff": self.diff.to_json() if self.diff else None}
-
-    def render(self):  # noqa: ANN201
-        yield Text(f"{self.family}: latest {self.previous} -> {self.current}", style="green")
-        if self.rolled_back:
-            yield Text(f"  marked rolled back: {', '.join(self.rolled_back)} "
-                       "(a nightly with the same packages will not republish them)", style="dim")
-        if self.diff is not None:
-            from envmgr.build.batch import render_diff
-
-            yield render_diff(self.diff)
 
 
 def choose_target(view: FamilyView, to: str | None) -> str:
