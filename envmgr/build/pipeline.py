@@ -205,10 +205,10 @@ def kernel_smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
 
 
 def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) -> None:
-    rec_dir = layout.record_dir(lock.spec.name, build_id)
-    atomic_write_text(rec_dir / "spec.yaml", lock.spec.source_text)
-    write_lock(lock, rec_dir / "conda-lock.yml", command=command)
-    atomic_write_json(rec_dir / "packages.json", lock.host_set.to_json())
+    family = lock.spec.name
+    atomic_write_text(layout.recorded_spec(family, build_id), lock.spec.source_text)
+    write_lock(lock, layout.recorded_lock(family, build_id), command=command)
+    atomic_write_json(layout.recorded_packages(family, build_id), lock.host_set.to_json())
 
 
 # -- the pipeline -------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def _lock(config: Config, spec: Spec, options: BuildOptions, progress: Progress)
 
 
 def _write_last_run(layout: Layout, family: str, outcome: BuildOutcome) -> None:
-    atomic_write_json(layout.records_dir / family / "last-run.json",
+    atomic_write_json(layout.last_run(family),
                       {"when": iso(utcnow()), "status": outcome.status, "build_id": outcome.build_id,
                        "error": outcome.error, "message": outcome.message})
 
@@ -313,7 +313,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
                          forced=options.force, command=options.command,
                          from_lock=str(options.from_lock) if options.from_lock else None)
     records.save(layout, record)
-    log = BuildLog(layout.record_dir(family, build_id) / "build.log", progress)
+    log = BuildLog(layout.build_log(family, build_id), progress)
     staging, final = layout.staging(family, build_id), layout.prefix(family, build_id)
     outcome = BuildOutcome(family, BuildStatus.BUILT, build_id=build_id, prefix=final, previous=previous,
                            timings=timings, log=log.path, package_count=len(lock.host_set.packages))

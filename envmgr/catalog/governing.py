@@ -28,7 +28,7 @@ def recorded_spec(config: Config, family: str, build_id: str | None) -> Spec | N
     """The spec as it was built (records/<family>/<build>/spec.yaml)."""
     if build_id is None:
         return None
-    path = config.layout.record_dir(family, build_id) / "spec.yaml"
+    path = config.layout.recorded_spec(family, build_id)
     return load_spec(path) if path.is_file() else None
 
 
@@ -76,7 +76,7 @@ def family_spec(config: Config, family: str, index: dict[str, SpecChoice] | None
         return SpecChoice(None, "recorded", f"the recorded spec of {latest} cannot be read: {exc.message}")
     if spec is None:
         return SpecChoice(None, "none")
-    return SpecChoice(spec, f"recorded {config.layout.record_dir(family, latest or '') / 'spec.yaml'}")
+    return SpecChoice(spec, f"recorded {config.layout.recorded_spec(family, latest or '')}")
 
 
 @dataclass(frozen=True)

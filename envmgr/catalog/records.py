@@ -65,7 +65,7 @@ class BuildRecord:
 
 
 def record_file(layout: Layout, family: str, build_id: str) -> Path:
-    return layout.record_dir(family, build_id) / "build.json"
+    return layout.record_file(family, build_id)
 
 
 def save(layout: Layout, record: BuildRecord) -> None:
@@ -88,7 +88,7 @@ def update(layout: Layout, family: str, build_id: str, **changes: Any) -> BuildR
 
 def all_records(layout: Layout, family: str) -> list[BuildRecord]:
     """Every record of a family, oldest first (build ids sort by time)."""
-    directory = layout.records_dir / family
+    directory = layout.family_records(family)
     if not directory.is_dir():
         return []
     found = []
@@ -99,5 +99,5 @@ def all_records(layout: Layout, family: str) -> list[BuildRecord]:
 
 
 def package_set(layout: Layout, family: str, build_id: str) -> PackageSet | None:
-    data = read_json(layout.record_dir(family, build_id) / "packages.json")
+    data = read_json(layout.recorded_packages(family, build_id))
     return PackageSet.from_json(data) if data else None

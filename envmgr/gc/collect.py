@@ -370,7 +370,7 @@ def finish_interrupted(layout: Layout, pkgs_dir: Path, now: dt.datetime) -> list
 def _tidy_leases(layout: Layout, in_trash: set[tuple[str, str]]) -> list[str]:
     """Clear marks on prefixes never moved (they are planned again); drop leases of tombstones."""
     actions = []
-    leases_root = layout.root / "leases"
+    leases_root = layout.leases_root
     for marker in sorted(leases_root.glob(f"*/*{lease.DELETING_SUFFIX}")) if leases_root.is_dir() else []:
         family, build_id = marker.parent.name, marker.name[: -len(lease.DELETING_SUFFIX)]
         if layout.prefix(family, build_id).is_dir():

@@ -68,7 +68,7 @@ def needed(layout: Layout, families: Iterable[str], *, gone: Iterable[tuple[str,
     skip = set(gone)
     names: set[str] = set()
     for family in families:
-        directory = layout.records_dir / family
+        directory = layout.family_records(family)
         if not directory.is_dir():
             continue
         for entry in os.scandir(directory):

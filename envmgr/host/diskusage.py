@@ -105,8 +105,8 @@ def measure(config: Config, families: list[str]) -> tuple[dict[str, int], int, d
     extra: dict[str, int] = {}
     for name, path in (("records", layout.records_dir), ("trash", layout.trash_dir),
                        ("channels", layout.channels_dir), ("logs", layout.logs_dir),
-                       ("leases", layout.root / "leases"), ("locks", layout.locks_dir),
-                       ("stable", layout.root / "stable")):
+                       ("leases", layout.leases_root), ("locks", layout.locks_dir),
+                       ("stable", layout.stable_dir)):
         used, inodes = disk_usage([path], exclude_inodes=seen)
         extra[name] = used
         seen |= inodes

@@ -271,7 +271,7 @@ class BuildLogHandler(LogStream):
         def finished() -> bool:  # a killed build stays "building" until the next run recovers it
             return record().get("status") != records.BUILDING or holder_info(layout, family) is None
 
-        await self.stream(layout.record_dir(family, build_id) / "build.log", finished, record)
+        await self.stream(layout.build_log(family, build_id), finished, record)
 
 
 class OAuthCallbackHandler(HubOAuthCallbackHandler):

@@ -140,7 +140,7 @@ class JobStore:
 
     # -- files -----------------------------------------------------------------
     def jobs_dir(self, family: str) -> Path:
-        return self.layout.logs_dir / "jobs" / family
+        return self.layout.jobs_dir(family)
 
     def meta_path(self, family: str, job_id: str) -> Path:
         return self.jobs_dir(family) / f"{job_id}.json"
@@ -205,7 +205,7 @@ class JobStore:
         ``records/<family>/last-run.json`` is written at the end of every run;
         it is this job's if it was written after the job started.
         """
-        last = read_json(self.layout.records_dir / job.family / "last-run.json") or {}
+        last = read_json(self.layout.last_run(job.family)) or {}
         ours = bool(last.get("when")) and last["when"] >= job.started
         if not ours:
             why = (f"the build process exited with {exit_code}" if exit_code is not None

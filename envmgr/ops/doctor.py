@@ -142,8 +142,8 @@ def _shared_tree(config: Config) -> list[tuple[Path, bool]]:
     """(path, must other users read it) for the directories envmgr shares with users."""
     layout = config.layout
     items: list[tuple[Path, bool]] = [(layout.root, True), (layout.envs_dir, True),
-                                      (layout.records_dir, True), (layout.root / "stable", True),
-                                      (layout.root / "leases", True), (layout.locks_dir, False),
+                                      (layout.records_dir, True), (layout.stable_dir, True),
+                                      (layout.leases_root, True), (layout.locks_dir, False),
                                       (layout.logs_dir, False), (layout.trash_dir, False)]
     for family in layout.families():
         items += [(layout.family_dir(family), True), (layout.lease_dir(family), True)]

@@ -157,7 +157,7 @@ def _building(layout: Layout, family: str, now: dt.datetime) -> dict[str, Any] |
 
 def _last_run(layout: Layout, family: str) -> dict[str, Any] | None:
     try:
-        return read_json(layout.records_dir / family / "last-run.json")
+        return read_json(layout.last_run(family))
     except (OSError, ValueError):
         return None
 

@@ -49,11 +49,11 @@ def lock_export_dir(config: Config, family: str, override: Path | None) -> Path:
 def export_lock(config: Config, family: str, build_id: str, release: str,
                 export_dir: Path | None) -> list[Path]:
     """Copy the build's conda-lock.yml and spec.yaml beside each other in the specs repo."""
-    record_dir = config.layout.record_dir(family, build_id)
+    layout = config.layout
     target = lock_export_dir(config, family, export_dir)
     written = []
-    for source, name in ((record_dir / "conda-lock.yml", f"{release}.conda-lock.yml"),
-                         (record_dir / "spec.yaml", f"{release}.spec.yaml")):
+    for source, name in ((layout.recorded_lock(family, build_id), f"{release}.conda-lock.yml"),
+                         (layout.recorded_spec(family, build_id), f"{release}.spec.yaml")):
         if not source.is_file():
             raise NotFound(f"build {family}/{build_id} has no {source.name} to export")
         atomic_write_text(target / name, source.read_text(encoding="utf-8"))
