@@ -120,6 +120,10 @@ class Layout:
         return self.locks_dir / "gc.lock"
 
     @property
+    def gc_lock_holder(self) -> Path:
+        return self.locks_dir / "gc.holder.json"
+
+    @property
     def hub_cookie_secret(self) -> Path:
         """The staff service's cookie secret (default of `envmgr serve --cookie-secret-file`)."""
         return self.locks_dir / "hubservice-cookie-secret"

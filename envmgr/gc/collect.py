@@ -177,7 +177,7 @@ def gc_lock(layout: Layout) -> Iterator[None]:
     """One gc at a time, on any host sharing the root."""
     layout.locks_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(layout.gc_lock))
-    holder = layout.locks_dir / "gc.holder.json"
+    holder = layout.gc_lock_holder
     try:
         lock.acquire(timeout=0)
     except Timeout:
