@@ -31,9 +31,9 @@ IDS = {None: "20261101T021340Z-ab12cd", "2025.9": "20250901T021340Z-ab12cd",
 
 @pytest.fixture(scope="module")
 def example(lab_dirs: dict[str, Path]) -> dict:  # noqa: F811
-    from envmgr import retired
-    from envmgr.familykernels import live_kernels
-    from envmgr.kernels import KernelFamily, StableRelease, sync_family_kernels
+    from envmgr.kernels import retired
+    from envmgr.kernels.kernelspecs import KernelFamily, StableRelease, sync_family_kernels
+    from envmgr.kernels.sync import live_kernels
     from envmgr.layout import Layout
 
     from .test_launcher import make_build

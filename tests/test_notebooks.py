@@ -19,10 +19,12 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from envmgr import notebooks, records, retired
-from envmgr.channel import add_demo_package, reindex_channel
+from envmgr.catalog import records
+from envmgr.channel.build import add_demo_package, reindex_channel
 from envmgr.config import Config, load_config
+from envmgr.kernels import retired
 from envmgr.layout import Layout
+from envmgr.release import notebooks
 
 from .conftest import json_of, run_envmgr, write_config, write_spec
 
@@ -248,7 +250,7 @@ def test_usage_in_status_and_prometheus_metrics_behind_the_token(nbsite, tmp_pat
 
     import requests
 
-    from envmgr.status import collect_status
+    from envmgr.ops.status import collect_status
 
     from .test_launcher import Kernel
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Iterable
+from typing import Any
 
-from ..restore import restore
+import typer
+from rich.text import Text
+
+from envmgr.gc.restore import RestoreResult, restore
+
 from ._app import JSON_OPTION, app, state
 
 
@@ -14,4 +19,14 @@ def restore_cmd(ctx: typer.Context, family: str = typer.Argument(...),
                 as_json: bool = JSON_OPTION) -> None:
     """Re-create a deleted build from its tombstone: same lock, prefix and id, no solving."""
     obj = state(ctx, command="restore", as_json=as_json)
-    obj.emit(restore(obj.config(), family, build, obj.progress), as_json=as_json)
+    obj.emit(restore(obj.config(), family, build, obj.progress), render_restore, as_json=as_json)
+
+
+def render_restore(result: RestoreResult) -> Iterable[Any]:
+    yield Text(f"restored {result.family}/{result.build_id} at {result.prefix}", style="green")
+    for release in result.releases:
+        yield Text(f"  stable release {release} has its kernel again")
+    for release in result.not_restored:
+        yield Text(f"  release {release}: support ended; `envmgr promote {result.family} --release "
+                   f"{release} --build {result.build_id} --until DATE` gives it a kernel again",
+                   style="yellow")
