@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import records
+from . import records, sbom
+from .advisory_check import gate as advisory_gate
 from .audit import audit
 from ._internal import _rattler
 from .config import Config
@@ -79,6 +80,7 @@ class BuildOutcome:
     message: str = ""
     kernels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
+    advisories: list[dict[str, Any]] = field(default_factory=list)  # introduced (advisory_check.gate)
 
     @property
     def exit_code(self) -> int:
@@ -87,10 +89,10 @@ class BuildOutcome:
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "status": self.status, "build_id": self.build_id,
                 "prefix": str(self.prefix) if self.prefix else None, "previous": self.previous,
-                "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
+                "diff": {**self.diff.to_json(), "advisories": self.advisories} if self.diff else None, "timings": self.timings,
                 "error": self.error, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
-                "kernels": self.kernels, "warnings": self.warnings}
+                "kernels": self.kernels, "warnings": self.warnings, "advisories": self.advisories}
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -255,6 +257,7 @@ def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) 
     atomic_write_text(rec_dir / "spec.yaml", lock.spec.source_text)
     write_lock(lock, rec_dir / "conda-lock.yml", command=command)
     atomic_write_json(rec_dir / "packages.json", lock.host_set.to_json())
+    sbom.write_for_lock(layout, lock, build_id)  # CycloneDX, from the files above (envmgr.sbom)
 
 
 # -- the pipeline -------------------------------------------------------------------------
@@ -343,9 +346,17 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
         return BuildOutcome(spec.name, "held", build_id=twin, previous=previous, timings=timings,
                             message=f"held: the locked packages equal {twin}, which was rolled back; "
                                     "use --force to publish them again")
+    gate = advisory_gate(config, lock, previous, progress)  # before installing anything
+    if gate.refused:
+        return BuildOutcome(spec.name, "failed", previous=previous, timings=timings, error=gate.error,
+                            error_exit_code=gate.exit_code, advisories=gate.found,
+                            message="refused by the advisories policy; nothing built, latest unchanged")
     check_free_space(layout.root, config.min_free_bytes)
     check_quota(config, lock)  # personal roots: user_quota, before installing anything
-    return _build_new(config, lock, options, holder, previous, previous_set, timings, progress)
+    outcome = _build_new(config, lock, options, holder, previous, previous_set, timings, progress)
+    outcome.advisories = gate.found
+    outcome.warnings += [gate.warning] if gate.warning else []
+    return outcome
 
 
 def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder,

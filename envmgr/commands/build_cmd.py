@@ -74,6 +74,14 @@ def render_diff(d: PackageDiff) -> Table:
     return table
 
 
+def render_advisories(found: list[dict[str, Any]]) -> Iterable[Text]:
+    """Advisories a build introduced (envmgr.advisory_check.gate), under its diff."""
+    for adv in found:
+        fixed = f"fixed in {adv['fixed']}" if adv.get("fixed") else "no fixed version"
+        yield Text(f"  advisory {adv['advisory']} [{adv['severity']}]: {adv['package']} {adv['version']} "
+                   f"({adv['manager']}) introduced by this build; {fixed}", style="bold yellow")
+
+
 @dataclass
 class BuildReport:
     outcomes: list[BuildOutcome]
@@ -93,6 +101,7 @@ class BuildReport:
                 yield Text(f"  {o.error}", style="red")
             if o.diff is not None and not o.diff.empty and o.previous is not None:
                 yield render_diff(o.diff)
+            yield from render_advisories(o.advisories)
             if o.log:
                 yield Text(f"  log: {o.log}", style="dim")
             for warning in o.warnings:

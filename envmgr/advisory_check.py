@@ -1,0 +1,348 @@
+"""`envmgr advisories check`, and the advisory hooks of build, status, doctor, the staff page.
+
+The check answers a security officer's question: which kernels contain the vulnerable
+version of X, who uses them, since when. It reads every family's builds that kernels
+can start on (latest, supported stable releases) or still run on (a lease is held),
+takes each build's package list from its SBOM (``envmgr.sbom``, generated from the
+record for older builds) and matches it against an OSV directory (``envmgr.advisories``).
+
+The result is stored as ``ROOT/advisories/last-check.json`` when the caller may write
+there (the nightly runs the check as the service account): ``status``, ``doctor`` and
+the staff page read that file instead of parsing a whole OSV dump on every refresh.
+Builds published after the check were checked by the build itself (``gate``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+
+from . import records
+from .advisories import MANAGER_CONDA, MANAGER_PIP, AdvisoryDB, AdvisoryDBError, Match, load_db, match_packages
+from .config import Config
+from .errors import EXIT_BUILD_FAILED, EXIT_OK, EnvironmentProblem, EnvmgrError, UsageError
+from .fsutil import atomic_write_json, read_json
+from .inventory import BuildInfo, FamilyView, family_view
+from .layout import LATEST, Layout
+from .records import iso, utcnow
+from .results import Progress, no_progress
+from .sbom import ensure_sbom, sbom_packages
+
+CHECK_DIR = "advisories"
+CHECK_FILE = "last-check.json"
+WARN, BLOCK = "warn", "block"
+_DB_CACHE: dict[str, tuple[tuple[Any, ...], AdvisoryDB]] = {}
+
+
+def check_file(layout: Layout) -> Path:
+    return layout.root / CHECK_DIR / CHECK_FILE
+
+
+def database_dir(config: Config, given: Path | None) -> Path:
+    """``--db`` wins, else the site's ``advisories_dir``; neither is a usage error."""
+    chosen = given or config.advisories_dir
+    if chosen is None:
+        raise UsageError("no advisories database: pass --db DIR or set advisories_dir in the site config",
+                         hint="docs/security.md explains how to mirror an OSV dump")
+    return Path(chosen)
+
+
+def cached_db(directory: Path) -> AdvisoryDB:
+    """``load_db``, re-read only when a file under ``directory`` changed (build --all, the page)."""
+    try:
+        signature = tuple(sorted((str(p), st.st_size, st.st_mtime_ns) for p in directory.rglob("*")
+                                 if p.suffix in (".json", ".zip") for st in [p.stat()]))
+    except OSError:
+        signature = ()
+    hit = _DB_CACHE.get(str(directory))
+    if hit is not None and hit[0] == signature and signature:
+        return hit[1]
+    db = load_db(directory)
+    _DB_CACHE[str(directory)] = (signature, db)
+    return db
+
+
+# -- which builds, and what about them ----------------------------------------------------------
+
+@dataclass
+class BuildFinding:
+    family: str
+    build_id: str
+    roles: list[str]  # latest | stable | running | previous | tombstone
+    releases: list[dict[str, Any]]  # {release, until, expired}
+    kernels: list[str]
+    in_use: bool | None  # None: the lease could not be probed (not the service account)
+    pids: list[int]
+    published: bool
+    since: str | None  # published (latest since) or finished
+    matches: list[Match] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.family, "build_id": self.build_id, "roles": self.roles,
+                "latest": LATEST in self.roles, "stable": self.releases, "kernels": self.kernels,
+                "in_use": self.in_use, "pids": self.pids, "published": self.published,
+                "since": self.since, "advisories": [m.to_json() for m in self.matches]}
+
+
+def _kernel_names(family: str, suffixes: Iterable[str]) -> list[str]:
+    from .kernels import kernel_name
+
+    names = []
+    for suffix in suffixes:
+        try:
+            names.append(kernel_name(family, suffix))
+        except EnvmgrError:
+            continue
+    return names
+
+
+def _usage(layout: Layout, family: str, build_id: str) -> tuple[bool | None, list[int]]:
+    from .lease import holders, probe
+
+    lease = layout.lease_file(family, build_id)
+    try:
+        held = probe(lease)
+    except EnvironmentProblem:
+        return None, []
+    pids = list(holders(lease).pids) if held else []
+    return held, pids
+
+
+def _describe(layout: Layout, view: FamilyView, info: BuildInfo) -> BuildFinding:
+    releases = [r for r in view.releases if r.build_id == info.build_id]
+    supported = [r for r in releases if not r.expired()]
+    roles = ([LATEST] if info.latest else []) + (["stable"] if supported else [])
+    in_use, pids = _usage(layout, view.family, info.build_id) if info.published else (False, [])
+    if not roles:
+        roles = ["tombstone"] if info.record.deleted else ["running"] if in_use else ["previous"]
+    kernels = _kernel_names(view.family, ([LATEST] if info.latest else []) + [r.release for r in supported])
+    return BuildFinding(view.family, info.build_id, roles,
+                        [{"release": r.release, "until": r.until.isoformat(), "expired": r.expired()}
+                         for r in releases], kernels, in_use, pids, info.published,
+                        info.record.latest_since or info.record.finished)
+
+
+def _selected(finding: BuildFinding, include_all: bool) -> bool:
+    return include_all or bool({LATEST, "stable", "running"} & set(finding.roles))
+
+
+def build_packages(layout: Layout, record: records.BuildRecord) -> list[tuple[str, str, str]]:
+    """(manager, name, version) of a build, from its SBOM (made from the record if missing)."""
+    text, _ = ensure_sbom(layout, record)
+    return sbom_packages(json.loads(text))
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+@dataclass
+class AdvisoryReport:
+    db: AdvisoryDB
+    checked: int
+    findings: list[BuildFinding]
+    generated: str
+    stored: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_BUILD_FAILED if self.findings else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {"generated": self.generated, "database": self.db.summary(), "checked_builds": self.checked,
+                "affected_builds": len(self.findings), "findings": [f.to_json() for f in self.findings],
+                "stored": self.stored, "notes": self.notes}
+
+    def render(self) -> Iterable[Any]:
+        yield Text(f"{len(self.db.advisories)} PyPI/conda advisories in {self.db.files} files under "
+                   f"{self.db.directory}; {self.checked} builds checked", style="dim")
+        for warning in self.db.warnings:
+            yield Text(f"  warning: {warning}", style="yellow")
+        for f in self.findings:
+            yield Text.assemble(("AFFECTED ", "bold red"), (f"{f.family} {f.build_id}", "bold"),
+                                f"  {_roles_text(f)}")
+            yield Text(f"  kernels: {', '.join(f.kernels) or '(none)'}; in use now: {_in_use_text(f)}; "
+                       f"since {f.since or '?'}")
+            for m in f.matches:
+                fixed = f"fixed in {m.fixed}" if m.fixed else "no fixed version"
+                alias = f" ({', '.join(m.advisory.aliases)})" if m.advisory.aliases else ""
+                yield Text(f"    {m.advisory.id}{alias} [{m.severity}] {m.package} {m.version} "
+                           f"({m.manager}): {fixed}" + (f" — {m.advisory.summary}" if m.advisory.summary else ""))
+        for note in self.notes:
+            yield Text(note, style="dim")
+        if self.findings:
+            yield Text(f"{len(self.findings)} build(s) affected", style="bold red")
+        else:
+            yield Text("no build is affected", style="green")
+
+
+def _roles_text(f: BuildFinding) -> str:
+    parts = []
+    for role in f.roles:
+        if role == "stable":
+            parts += [f"stable {r['release']} until {r['until']}" for r in f.releases if not r["expired"]]
+        else:
+            parts.append(role)
+    return ", ".join(parts)
+
+
+def _in_use_text(f: BuildFinding) -> str:
+    if f.in_use is None:
+        return "unknown (leases not readable; run as the service account)"
+    if f.in_use:
+        return "yes" + (f" (pid {', '.join(map(str, f.pids))} on this host)" if f.pids else " (another host)")
+    return "no"
+
+
+def check_site(config: Config, db_dir: Path | None = None, *, include_all: bool = False,
+               store: bool = True, progress: Progress = no_progress) -> AdvisoryReport:
+    """Match every relevant build of every family against the OSV directory."""
+    from .gc import family_spec, spec_index
+
+    directory = database_dir(config, db_dir)
+    progress(f"reading advisories under {directory}")
+    db = cached_db(directory)
+    layout = config.layout
+    index = spec_index(config.specs_dir)
+    findings, checked = [], 0
+    for family in layout.families():
+        view = family_view(config, family, family_spec(config, family, index).spec)
+        for info in view.builds:
+            if info.record.status != records.OK and not include_all:
+                continue
+            finding = _describe(layout, view, info)
+            if not _selected(finding, include_all):
+                continue
+            try:
+                packages = build_packages(layout, info.record)
+            except EnvmgrError:
+                continue  # no package list (failed before locking)
+            checked += 1
+            finding.matches = match_packages(db, packages)
+            if finding.matches:
+                findings.append(finding)
+    report = AdvisoryReport(db, checked, findings, iso(utcnow()) or "")
+    if store and not include_all:
+        report.stored = _store(layout, report)
+        if report.stored is None:
+            report.notes.append(f"not stored (cannot write {check_file(layout)}); status shows the last stored check")
+    return report
+
+
+def _store(layout: Layout, report: AdvisoryReport) -> str | None:
+    path = check_file(layout)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, report.to_json())
+    except OSError:
+        return None
+    return str(path)
+
+
+# -- what status, doctor and the staff page show -----------------------------------------------
+
+def last_check(layout: Layout) -> dict[str, Any] | None:
+    try:
+        return read_json(check_file(layout))
+    except (OSError, ValueError):
+        return None
+
+
+def family_advisories(layout: Layout, family: str, latest: str | None,
+                      stable: dict[str, list[str]], check: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The stored check's advisories on ``family``'s current latest and supported stable builds.
+
+    ``stable`` maps build id -> release names (supported ones). Builds that are no
+    longer latest or stable since the check are left out.
+    """
+    check = last_check(layout) if check is None else check
+    out = []
+    for f in (check or {}).get("findings", []):
+        if f.get("family") != family:
+            continue
+        roles = ([LATEST] if f.get("build_id") == latest else []) + \
+            [f"stable {r}" for r in stable.get(f.get("build_id", ""), [])]
+        if not roles:
+            continue
+        for adv in f.get("advisories", []):
+            out.append({**adv, "build_id": f["build_id"], "roles": roles, "in_use": f.get("in_use"),
+                        "kernels": f.get("kernels", []), "checked": check.get("generated") if check else None})
+    return out
+
+
+def warning_text(family: str, adv: dict[str, Any]) -> str:
+    fixed = f"fixed in {adv['fixed']}" if adv.get("fixed") else "no fixed version yet"
+    return (f"{family} {' and '.join(adv['roles'])} (build {adv['build_id']}): {adv['advisory']} "
+            f"[{adv.get('severity') or 'unknown'}] affects {adv['package']} {adv['version']} ({fixed}); "
+            f"checked {adv.get('checked')}")
+
+
+# -- the build's gate ---------------------------------------------------------------------------
+
+@dataclass
+class Gate:
+    """What a new lock would bring in that the previous latest did not have."""
+
+    introduced: list[Match] = field(default_factory=list)
+    refused: bool = False
+    error: str | None = None
+    exit_code: int = EXIT_OK
+    warning: str | None = None
+
+    @property
+    def found(self) -> list[dict[str, Any]]:
+        return [{**m.to_json(), "introduced": True} for m in self.introduced]
+
+
+def lock_packages(lock: Any) -> list[tuple[str, str, str]]:
+    """(manager, name, version) of a Lock's host platform (pip entries when the lock has them)."""
+    out = [(getattr(p, "manager", MANAGER_CONDA) or MANAGER_CONDA, p.name, p.version)
+           for p in lock.host_set.packages]
+    for p in getattr(lock, "pip_packages", None) or ():
+        out.append((MANAGER_PIP, p.name, p.version))
+    return out
+
+
+def gate(config: Config, lock: Any, previous: str | None, progress: Progress = no_progress) -> Gate:
+    """Check a new lock against the site's advisories before anything is installed.
+
+    With ``advisories: block`` a lock that introduces an affected package (one the
+    previous latest did not have in that version) is refused; so is any lock when
+    the database cannot be read (fail closed). With ``warn`` both are reported only.
+    """
+    if config.advisories_dir is None:
+        return Gate()
+    block = config.advisories_mode == BLOCK
+    try:
+        db = cached_db(Path(config.advisories_dir))
+    except (AdvisoryDBError, UsageError) as exc:
+        message = f"advisories not checked: {exc.message}"
+        progress(f"warning: {message}")
+        if block:
+            return Gate(refused=True, error=message, exit_code=exc.exit_code)
+        return Gate(warning=message)
+    before: set[tuple[str, str, str]] = set()
+    if previous is not None:
+        record = records.load(config.layout, lock.spec.name, previous)
+        if record is not None:
+            try:
+                before = {(m.advisory.id, m.package, m.version)
+                          for m in match_packages(db, build_packages(config.layout, record))}
+            except EnvmgrError:
+                before = set()
+    introduced = [m for m in match_packages(db, lock_packages(lock))
+                  if (m.advisory.id, m.package, m.version) not in before]
+    for m in introduced:
+        fixed = f"fixed in {m.fixed}" if m.fixed else "no fixed version"
+        progress(f"advisory {m.advisory.id} [{m.severity}] affects {m.package} {m.version} "
+                 f"({fixed}): introduced by this build")
+    if introduced and block:
+        names = ", ".join(f"{m.package} {m.version} ({m.advisory.id})" for m in introduced)
+        return Gate(introduced, refused=True, exit_code=EXIT_BUILD_FAILED,
+                    error=f"refused by the site's advisories policy (block): this build would "
+                          f"introduce {names}")
+    return Gate(introduced)
