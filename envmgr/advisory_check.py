@@ -346,3 +346,55 @@ def gate(config: Config, lock: Any, previous: str | None, progress: Progress = n
                     error=f"refused by the site's advisories policy (block): this build would "
                           f"introduce {names}")
     return Gate(introduced)
+
+
+def status_advisories(layout: Layout, family: str, latest: dict[str, Any] | None,
+                      stable: list[dict[str, Any]], check: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """``family_advisories`` from ``envmgr status``'s own latest and stable entries."""
+    supported: dict[str, list[str]] = {}
+    for rel in stable:
+        if not rel.get("expired"):
+            supported.setdefault(rel["build_id"], []).append(rel["release"])
+    return family_advisories(layout, family, (latest or {}).get("build_id"), supported, check)
+
+
+STALE_CHECK_HOURS = 48
+
+
+def doctor_summary(config: Config) -> tuple[str, str, str]:
+    """(ok|warn|fail, detail, fix) for `envmgr doctor`: configured, recent, latest/stable clean."""
+    from .inventory import family_view
+    from .records import parse_iso
+
+    if config.advisories_dir is None:
+        return "ok", "no advisories_dir configured: builds are not checked against advisories", \
+            "optional: mirror an OSV dump and set advisories_dir (docs/security.md)"
+    if not Path(config.advisories_dir).is_dir():
+        return "fail", f"advisories_dir {config.advisories_dir} does not exist", \
+            "create it and mirror an OSV dump into it (docs/security.md)"
+    check = last_check(config.layout)
+    when = parse_iso((check or {}).get("generated"))
+    if check is None or when is None:
+        return "warn", "advisories have never been checked on this root", \
+            "run `envmgr advisories check` (the nightly runs it after building)"
+    problems = []
+    for family in config.layout.families():
+        view = family_view(config, family)
+        stable: dict[str, list[str]] = {}
+        for r in view.releases:
+            if not r.expired():
+                stable.setdefault(r.build_id, []).append(r.release)
+        problems += [warning_text(family, adv)
+                     for adv in family_advisories(config.layout, family, view.latest, stable, check)]
+    age_hours = (utcnow() - when).total_seconds() / 3600
+    stale = f"; the last check is {age_hours:.0f} h old" if age_hours > STALE_CHECK_HOURS else ""
+    if problems:
+        return "warn", "; ".join(problems[:10]) + (f"; ... and {len(problems) - 10} more"
+                                                   if len(problems) > 10 else "") + stale, \
+            "build the families again once a fixed version is in the channel; " \
+            "`envmgr advisories check` lists kernels and who uses them"
+    if stale:
+        return "warn", f"no advisory affects a latest or stable build{stale}", \
+            "is the nightly running? it runs `envmgr advisories check`"
+    return "ok", f"no advisory affects a latest or stable build (checked {check.get('generated')}, " \
+        f"{(check.get('database') or {}).get('advisories', 0)} advisories)", ""

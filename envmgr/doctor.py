@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 from rich.table import Table
 from rich.text import Text
 
+from .advisory_check import doctor_summary
 from .config import Config
 from .errors import EXIT_FAILURE, EXIT_OK, EnvmgrError
 from .kernels import installed_kernels, kernel_name
@@ -431,6 +432,7 @@ def run_doctor(config: Config, *, kernels: bool = True, mounts_text: str | None 
         ("flock(1)", check_flock_command),
         ("filesystem", lambda: check_filesystem(config, mounts_text, exports_text)),
         ("free space", lambda: check_free_space(config)),
+        ("advisories", lambda: Check("advisories", *doctor_summary(config))),
     ]
     if kernels:
         steps.append(("kernels", lambda: kernel_checks(config)))

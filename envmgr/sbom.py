@@ -309,11 +309,14 @@ def spdx_json(info: SbomInfo) -> str:
         ref = _spdx_ref("Package", f"{p.manager}-{p.name}")
         entry: dict[str, Any] = {
             "SPDXID": ref, "name": p.name, "versionInfo": p.version,
-            "downloadLocation": p.url or "NOASSERTION", "filesAnalyzed": False,
+            "downloadLocation": p.url if p.url.startswith(("http://", "https://", "ftp://"))
+            else "NOASSERTION", "filesAnalyzed": False,
             "primaryPackagePurpose": "LIBRARY",
             "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
                               "referenceLocator": p.purl}],
         }
+        if p.url and entry["downloadLocation"] == "NOASSERTION":
+            entry["sourceInfo"] = f"installed from {p.url}"  # SPDX has no file:// download location
         if p.sha256:
             entry["checksums"] = [{"algorithm": "SHA256", "checksumValue": p.sha256}]
         spdx_license = _spdx_expression(p.license)

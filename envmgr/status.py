@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
+from .advisory_check import status_advisories, warning_text
 from .config import Config
 from .diskusage import DiskUsage, disk_report, human_bytes
 from .errors import EXIT_OK, EnvironmentProblem
@@ -273,6 +274,8 @@ def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date
         gc_waiting=_gc_waiting(inp, plan_family(inp, now)), building=_building(layout, family, now),
         spec_source=choice.source, note=note)
     fs.warnings = family_warnings(fs, now)
+    for adv in status_advisories(layout, family, fs.latest, fs.stable):  # the last stored check
+        _warn(fs.warnings, "advisory", warning_text(family, adv), family)
     if choice.error:
         _warn(fs.warnings, "spec-unreadable", f"{family}: its spec {choice.source} cannot be read "
               f"({choice.error}); gc defers the family", family)
