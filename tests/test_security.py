@@ -239,16 +239,31 @@ def test_sbom_and_advisories_through_a_family_life(site: dict[str, Path], tmp_pa
     assert sorted(c["purl"] for c in again["components"]) == sorted(c["purl"] for c in doc["components"])
     assert (layout.record_dir("fam", build_a) / "sbom.cdx.json").is_file()
 
+    # A tombstone keeps its SBOM: retire the release, let gc delete the build, ask again.
+    assert _cli(config, "retire", "fam", "2026a").returncode == 0
+    with config.open("a") as handle:
+        handle.write("retention: {keep_previous: 0, grace_days: 0}\n")
+    collected = _cli(config, "gc")
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    assert not layout.prefix("fam", build_a).exists()
+    tomb = _cli(config, "sbom", "fam", build_a)
+    assert tomb.returncode == 0 and "tombstone" in tomb.stderr
+    assert sorted(c["purl"] for c in json.loads(tomb.stdout)["components"]) == \
+        sorted(c["purl"] for c in doc["components"])
+
     # 4. advisories: block — a build bringing 1.0 back is refused, latest stays on build B.
     with config.open("a") as handle:
         handle.write("advisories: block\n")
     write_spec(site["specs"], "fam", text=PINNED)
+    before = sorted(p.name for p in layout.family_dir("fam").iterdir())
+    records_before = sorted(p.name for p in (layout.records_dir / "fam").iterdir())
     refused = _cli(config, "build", "fam", "--json")
     assert refused.returncode == 3, refused.stdout + refused.stderr
     outcome = json_of(refused)["result"]["builds"][0]
     assert outcome["status"] == "failed" and "envmgr-demo-b 1.0 (ENVMGR-TEST-0001)" in outcome["error"]
     assert layout.latest_build("fam") == build_b
-    assert len([p for p in layout.family_dir("fam").iterdir() if not p.is_symlink()]) == 2, "nothing staged"
+    assert sorted(p.name for p in layout.family_dir("fam").iterdir()) == before, "nothing staged"
+    assert sorted(p.name for p in (layout.records_dir / "fam").iterdir()) == records_before
 
 
 def _nightly(site: dict[str, Path], config: Path):
@@ -260,3 +275,14 @@ def _nightly(site: dict[str, Path], config: Path):
            "ENVMGR_NIGHTLY_LOCK": str(site["tmp"] / "nightly.lock"), "ENVMGR_NIGHTLY_GC": "0"}
     return subprocess.run(["bash", str(SCRIPTS / "nightly")], capture_output=True, text=True, env=env,
                           timeout=900)
+
+
+def test_sbom_urls_never_carry_credentials() -> None:
+    from envmgr.sbom import SbomPackage, channel_of, public_url
+
+    url = "https://user:s3cret@mirror.example.org:8443/t/tok-123/conda-forge/noarch/x-1.0-py_0.conda"
+    assert public_url(url) == "https://mirror.example.org:8443/conda-forge/noarch/x-1.0-py_0.conda"
+    assert channel_of(url) == "https://mirror.example.org:8443/conda-forge"
+    pkg = SbomPackage("conda", "x", "1.0", build="py_0", subdir="noarch", channel=channel_of(url), url=url)
+    assert "s3cret" not in pkg.purl and "tok-123" not in pkg.purl and "type=conda" in pkg.purl
+    assert SbomPackage("pip", "Foo_Bar", "2.0").purl == "pkg:pypi/foo-bar@2.0"
