@@ -24,6 +24,7 @@ and that range is skipped: one odd record in a 15,000-record dump must not stop 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zipfile
@@ -54,10 +55,12 @@ def normalize(name: str) -> str:
 
 # -- version ordering ------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=65536)  # the same few thousand event versions, for every build checked
 def _pep440(text: str) -> Version:
     return Version(text)
 
 
+@functools.lru_cache(maxsize=65536)
 def _conda(text: str) -> Any:
     from ._internal import _rattler
 

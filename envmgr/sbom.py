@@ -83,16 +83,19 @@ class SbomPackage:
     license: str = ""
     depends: tuple[str, ...] = ()
 
-    @property
-    def purl(self) -> str:
+    def package_url(self) -> Any:
+        """The ``packageurl.PackageURL`` (pkg:conda with build/channel/subdir/type, or pkg:pypi)."""
         from packageurl import PackageURL
 
         if self.manager == PIP:
-            return PackageURL(type="pypi", name=self.name.lower(), version=self.version).to_string()
+            return PackageURL(type="pypi", name=self.name.lower(), version=self.version)
         qualifiers = {k: v for k, v in (("build", self.build), ("channel", self.channel),
                                         ("subdir", self.subdir), ("type", _archive_type(self.url))) if v}
-        return PackageURL(type="conda", name=self.name, version=self.version,
-                          qualifiers=qualifiers).to_string()
+        return PackageURL(type="conda", name=self.name, version=self.version, qualifiers=qualifiers)
+
+    @property
+    def purl(self) -> str:
+        return str(self.package_url().to_string())
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,7 @@ def cyclonedx_json(info: SbomInfo) -> str:
     from cyclonedx.model import Property, XsUri
     from cyclonedx.model.bom import Bom
     from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.dependency import Dependency
     from cyclonedx.output.json import JsonV1Dot6
 
     root = Component(type=ComponentType.APPLICATION, name=info.family, version=info.build_id,
@@ -250,24 +254,22 @@ def cyclonedx_json(info: SbomInfo) -> str:
         props = [Property(name="envmgr:manager", value=p.manager)]
         if p.manager == CONDA and p.channel:
             props.append(Property(name="conda:channel", value=p.channel))
-        purl = p.purl
+        purl = p.package_url()
         component = Component(type=ComponentType.LIBRARY, name=p.name, version=p.version,
-                              bom_ref=purl, purl=_parse_purl(purl), hashes=hashes,
+                              bom_ref=purl.to_string(), purl=purl, hashes=hashes,
                               licenses=_licenses(p.license), external_references=refs,
                               properties=props)
         components[p.name] = component
         bom.components.add(component)
-    bom.register_dependency(root, components.values())
+    # Dependency objects made here, not with Bom.register_dependency: that searches the
+    # list on every call (quadratic: 5 s for 500 packages, see benchmarks/advisories.py).
+    graph = [Dependency(ref=root.bom_ref, dependencies=[Dependency(ref=c.bom_ref) for c in components.values()])]
     for p in info.packages:
-        deps = [components[n] for n in sorted(_depends_names(p.depends)) if n in components and n != p.name]
-        bom.register_dependency(components[p.name], deps)
+        names = sorted(n for n in _depends_names(p.depends) if n in components and n != p.name)
+        graph.append(Dependency(ref=components[p.name].bom_ref,
+                                dependencies=[Dependency(ref=components[n].bom_ref) for n in names]))
+    bom.dependencies.update(graph)
     return JsonV1Dot6(bom).output_as_string(indent=2)
-
-
-def _parse_purl(text: str) -> Any:
-    from packageurl import PackageURL
-
-    return PackageURL.from_string(text)
 
 
 def _licenses(text: str) -> list[Any]:
