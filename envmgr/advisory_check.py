@@ -398,3 +398,21 @@ def doctor_summary(config: Config) -> tuple[str, str, str]:
             "is the nightly running? it runs `envmgr advisories check`"
     return "ok", f"no advisory affects a latest or stable build (checked {check.get('generated')}, " \
         f"{(check.get('database') or {}).get('advisories', 0)} advisories)", ""
+
+
+def diff_advisories(config: Config, old: tuple[str, str], new: tuple[str, str]) -> dict[str, Any] | None:
+    """For `envmgr diff A B`: advisories B introduces and resolves relative to A (None: not configured)."""
+    if config.advisories_dir is None:
+        return None
+    try:
+        db = cached_db(Path(config.advisories_dir))
+    except EnvmgrError as exc:
+        return {"error": exc.message, "introduced": [], "resolved": []}
+    found = []
+    for family, build_id in (old, new):
+        record = records.load(config.layout, family, build_id)
+        packages = build_packages(config.layout, record) if record is not None else []
+        found.append({(m.advisory.id, m.package, m.version): m for m in match_packages(db, packages)})
+    before, after = found
+    return {"introduced": [m.to_json() for k, m in after.items() if k not in before],
+            "resolved": [m.to_json() for k, m in before.items() if k not in after]}

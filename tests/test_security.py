@@ -206,6 +206,9 @@ def test_sbom_and_advisories_through_a_family_life(site: dict[str, Path], tmp_pa
         assert second.returncode == 0, second.stdout + second.stderr
         build_b = json_of(second)["result"]["builds"][0]["build_id"]
         assert json_of(second)["result"]["builds"][0]["advisories"] == []
+        diffed = json_of(_cli(config, "diff", f"fam/{build_a}", f"fam/{build_b}", "--json"))["result"]
+        assert [a["advisory"] for a in diffed["advisories"]["resolved"]] == ["ENVMGR-TEST-0001"]
+        assert diffed["advisories"]["introduced"] == []
         nightly = _nightly(site, config)
         assert nightly.returncode == 7, nightly.stdout + nightly.stderr
         assert "envmgr advisories check exited 3" in nightly.stdout
@@ -286,3 +289,22 @@ def test_sbom_urls_never_carry_credentials() -> None:
     pkg = SbomPackage("conda", "x", "1.0", build="py_0", subdir="noarch", channel=channel_of(url), url=url)
     assert "s3cret" not in pkg.purl and "tok-123" not in pkg.purl and "type=conda" in pkg.purl
     assert SbomPackage("pip", "Foo_Bar", "2.0").purl == "pkg:pypi/foo-bar@2.0"
+
+
+def test_advisories_settings_are_checked_and_locked_by_the_site_file(tmp_path: Path) -> None:
+    from envmgr.config import ConfigError, load_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("root: /tmp/x\nadvisories: maybe\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(config_path=bad, environ={})
+    assert "bad.yaml:2" in exc.value.message and "'warn' or 'block'" in exc.value.message
+    site = tmp_path / "site.yaml"
+    site.write_text(f"root: {tmp_path / 'root'}\nadvisories_dir: osv\nadvisories: block\n")
+    config = load_config(site_config=site, environ={})
+    assert (config.advisories_dir, config.advisories_mode) == (tmp_path / "osv", "block")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("advisories: warn\n")
+    with pytest.raises(ConfigError) as locked:
+        load_config(config_path=mine, site_config=site, environ={})
+    assert "advisories" in locked.value.message and "cannot be overridden" in locked.value.message

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import records
+from ..advisory_check import diff_advisories
 from ..config import Config
 from ..errors import EXIT_OK, NotFound
 from ..inventory import FamilyView, family_view, locate_build
@@ -55,16 +56,21 @@ class DiffResult:
     a: str
     b: str
     diff: PackageDiff
+    advisories: dict[str, Any] | None = None  # introduced/resolved (advisory_check.diff_advisories)
 
     exit_code = EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
-        return {"from": self.a, "to": self.b, **self.diff.to_json()}
+        return {"from": self.a, "to": self.b, **self.diff.to_json(), "advisories": self.advisories}
 
     def render(self) -> Iterable[Any]:
         yield Text(f"{self.a} -> {self.b}: {self.diff.summary()}", style="bold")
         if not self.diff.empty:
             yield render_diff(self.diff)
+        for kind, style in (("introduced", "bold yellow"), ("resolved", "green")):
+            for adv in (self.advisories or {}).get(kind, []):
+                yield Text(f"advisory {adv['advisory']} [{adv['severity']}] {adv['package']} "
+                           f"{adv['version']}: {kind}", style=style)
 
 
 def diff_builds(config: Config, ref_a: str, ref_b: str) -> DiffResult:
@@ -76,4 +82,5 @@ def diff_builds(config: Config, ref_a: str, ref_b: str) -> DiffResult:
             raise NotFound(f"build {family}/{build_id} has no package list (it failed before locking)")
         sets.append((f"{family}/{build_id}", pkg_set))
     (a, set_a), (b, set_b) = sets
-    return DiffResult(a, b, diff(set_a, set_b))
+    found = diff_advisories(config, tuple(a.split("/", 1)), tuple(b.split("/", 1)))  # type: ignore[arg-type]
+    return DiffResult(a, b, diff(set_a, set_b), found)
