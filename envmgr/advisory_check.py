@@ -245,11 +245,26 @@ def _store(layout: Layout, report: AdvisoryReport) -> str | None:
 
 # -- what status, doctor and the staff page show -----------------------------------------------
 
+_LAST_CHECK: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
+
+
 def last_check(layout: Layout) -> dict[str, Any] | None:
+    """The stored check; read again only when the file changed (status asks once per family)."""
+    path = check_file(layout)
     try:
-        return read_json(check_file(layout))
+        st = path.stat()
+    except OSError:
+        return None
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _LAST_CHECK.get(str(path))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        data = read_json(path)
     except (OSError, ValueError):
         return None
+    _LAST_CHECK[str(path)] = (key, data)
+    return data
 
 
 def family_advisories(layout: Layout, family: str, latest: str | None,

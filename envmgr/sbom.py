@@ -21,6 +21,7 @@ any user:password part and conda ``/t/<token>/`` path before they are written.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -340,15 +341,23 @@ def spdx_json(info: SbomInfo) -> str:
     return json.dumps(document, indent=2)
 
 
-def _spdx_expression(text: str) -> str | None:
-    if not text.strip():
-        return None
-    from license_expression import ExpressionError, get_spdx_licensing
-
+@functools.lru_cache(maxsize=1)
+def _spdx_licensing() -> Any:
+    """license-expression's SPDX licensing (a dependency of cyclonedx-python-lib); slow to build."""
     try:
-        licensing = get_spdx_licensing()
+        from license_expression import get_spdx_licensing
+    except ImportError:
+        return None
+    return get_spdx_licensing()
+
+
+def _spdx_expression(text: str) -> str | None:
+    licensing = _spdx_licensing() if text.strip() else None
+    if licensing is None:
+        return None
+    try:
         parsed = licensing.parse(text, validate=True, strict=True)
-    except (ExpressionError, Exception):  # noqa: BLE001 - free text is not an expression
+    except Exception:  # noqa: BLE001 - free text is not an expression
         return None
     return str(parsed) if parsed is not None else None
 
