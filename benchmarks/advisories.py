@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
-from envmgr import advisory_check  # noqa: E402
-from envmgr.advisories import load_db, match_packages  # noqa: E402
-from envmgr.sbom import SbomInfo, SbomPackage, cyclonedx_json  # noqa: E402
+from envmgr.catalog import advisories as advisory_db  # noqa: E402
+from envmgr.catalog.advisories import load_db, match_packages  # noqa: E402
+from envmgr.catalog.sbom import SbomInfo, SbomPackage, cyclonedx_json  # noqa: E402
 
 
 def median_seconds(fn: Callable[[], object], n: int) -> float:
@@ -82,9 +82,9 @@ def main() -> None:
         loaded = median_seconds(lambda: load_db(directory), args.n)
         print(f"1. load {args.records} records: {loaded:.2f} s vs json.loads only {baseline:.2f} s "
               f"(x{loaded / baseline:.2f})")
-        advisory_check._DB_CACHE.clear()
-        first = median_seconds(lambda: (advisory_check._DB_CACHE.clear(), advisory_check.cached_db(directory)), 1)
-        again = median_seconds(lambda: advisory_check.cached_db(directory), args.n)
+        advisory_db._DB_CACHE.clear()
+        first = median_seconds(lambda: (advisory_db._DB_CACHE.clear(), advisory_db.cached_db(directory)), 1)
+        again = median_seconds(lambda: advisory_db.cached_db(directory), args.n)
         print(f"2. cached_db again: {again * 1000:.1f} ms vs first load {first:.2f} s (x{again / first:.4f})")
         db = load_db(directory)
         found: list = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.advisories import AdvisoryDBError, load_db, match_packages
+from envmgr.catalog.advisories import AdvisoryDBError, load_db, match_packages
 from envmgr.layout import Layout
 
 from .conftest import json_of, run_envmgr, write_spec
@@ -281,7 +281,7 @@ def _nightly(site: dict[str, Path], config: Path):
 
 
 def test_sbom_urls_never_carry_credentials() -> None:
-    from envmgr.sbom import SbomPackage, channel_of, public_url
+    from envmgr.catalog.sbom import SbomPackage, channel_of, public_url
 
     url = "https://user:s3cret@mirror.example.org:8443/t/tok-123/conda-forge/noarch/x-1.0-py_0.conda"
     assert public_url(url) == "https://mirror.example.org:8443/conda-forge/noarch/x-1.0-py_0.conda"

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..advisory_check import status_advisories
+from envmgr.ops.advisories import status_advisories
 from ..config import Config
 from ..errors import EnvmgrError
 from ..familylock import holder_info
-from ..inventory import family_view
-from ..rollback import choose_target
-from ..spec import Spec, SpecError, load_specs, spec_files
-from ..status import collect_status
+from envmgr.catalog.inventory import family_view
+from envmgr.release.rollback import choose_target
+from envmgr.define.spec import Spec, SpecError, load_specs, spec_files
+from envmgr.ops.status import collect_status
 from .jobs import RUNNING, Job, JobStore, running_build
 
 OTHER_GROUP = "Other"
