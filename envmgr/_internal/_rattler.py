@@ -367,3 +367,20 @@ def version_matches(version: str, spec: str) -> bool:
         return bool(rattler.VersionSpec(spec).matches(rattler.Version(version)))
     except (rx.InvalidVersionSpecError, rx.InvalidVersionError):
         return False
+
+
+# -- versions and metadata for advisories and SBOMs ----------------------------------------
+def conda_version(text: str) -> Any:
+    """``text`` as a comparable conda version (rattler's ordering: ``1.0a1 < 1.0``, ``2 == 2.0``).
+
+    Raises ValueError with rattler's reason when it is not a conda version.
+    """
+    try:
+        return rattler.Version(text)
+    except rx.InvalidVersionError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def record_licenses(records: Iterable[RepoDataRecord]) -> dict[str, str]:
+    """Package name -> the license its channel declares (empty names are left out)."""
+    return {r.name.normalized: str(r.license) for r in records if getattr(r, "license", None)}

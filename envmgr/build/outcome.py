@@ -48,6 +48,7 @@ class BuildOutcome:
     message: str = ""
     kernels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
+    advisories: list[dict[str, Any]] = field(default_factory=list)  # introduced (build.advisory_gate)
 
     @property
     def exit_code(self) -> int:
@@ -56,7 +57,8 @@ class BuildOutcome:
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "status": self.status, "build_id": self.build_id,
                 "prefix": str(self.prefix) if self.prefix else None, "previous": self.previous,
-                "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
+                "diff": {**self.diff.to_json(), "advisories": self.advisories} if self.diff else None,
+                "timings": self.timings,
                 "error": self.error, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
-                "kernels": self.kernels, "warnings": self.warnings}
+                "kernels": self.kernels, "warnings": self.warnings, "advisories": self.advisories}

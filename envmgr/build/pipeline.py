@@ -27,6 +27,8 @@ from envmgr.config import Config
 from envmgr.errors import BuildFailed, EnvmgrError
 from envmgr.kernels.sync import sync_kernels
 from envmgr.familylock import Holder, family_lock
+from envmgr.build.advisory_gate import gate as advisory_gate
+from envmgr.catalog import sbom
 from .kernelcheck import run_cell
 from envmgr.fsutil import (
     atomic_symlink,
@@ -209,6 +211,8 @@ def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) 
     atomic_write_text(layout.recorded_spec(family, build_id), lock.spec.source_text)
     write_lock(lock, layout.recorded_lock(family, build_id), command=command)
     atomic_write_json(layout.recorded_packages(family, build_id), lock.host_set.to_json())
+    sbom.write_for_lock(layout, family, build_id, lock.records.get(HOST_PLATFORM, []),  # CycloneDX
+                        list(lock.spec.channels))  # (envmgr.catalog.sbom, from the files above)
 
 
 # -- the pipeline -------------------------------------------------------------------------
@@ -297,9 +301,17 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
         return BuildOutcome(spec.name, BuildStatus.HELD, build_id=twin, previous=previous, timings=timings,
                             message=f"held: the locked packages equal {twin}, which was rolled back; "
                                     "use --force to publish them again")
+    gate = advisory_gate(config, lock, previous, progress)  # before installing anything
+    if gate.refused:
+        return BuildOutcome(spec.name, BuildStatus.FAILED, previous=previous, timings=timings, error=gate.error,
+                            error_exit_code=gate.exit_code, advisories=gate.found,
+                            message="refused by the advisories policy; nothing built, latest unchanged")
     check_free_space(layout.root, config.min_free_bytes)
     check_quota(config, lock.spec, lock.host_set)  # personal roots: user_quota, before installing anything
-    return _build_new(config, lock, options, holder, previous, previous_set, timings, progress)
+    outcome = _build_new(config, lock, options, holder, previous, previous_set, timings, progress)
+    outcome.advisories = gate.found
+    outcome.warnings += [gate.warning] if gate.warning else []
+    return outcome
 
 
 def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder,

@@ -21,6 +21,7 @@ from envmgr.release.rollback import rollback
 from envmgr.define.spec import load_spec
 from ._app import JSON_OPTION, app, state
 from .render import BUILD_STATE_STYLE, BUILD_STATUS_STYLE, render_diff
+from .security_cmds import render_build_advisories, render_diff_advisories
 
 if TYPE_CHECKING:
     from envmgr.build.batch import BuildReport, LockResult
@@ -111,6 +112,7 @@ def render_build_report(result: BuildReport) -> Iterable[Any]:
             yield Text(f"  {o.error}", style="red")
         if o.diff is not None and not o.diff.empty and o.previous is not None:
             yield render_diff(o.diff)
+        yield from render_build_advisories(o.advisories)
         if o.log:
             yield Text(f"  log: {o.log}", style="dim")
         for warning in o.warnings:
@@ -144,6 +146,7 @@ def render_diff_result(result: DiffResult) -> Iterable[Any]:
     yield Text(f"{result.a} -> {result.b}: {result.diff.summary()}", style="bold")
     if not result.diff.empty:
         yield render_diff(result.diff)
+    yield from render_diff_advisories(result.advisories)
 
 
 def render_rollback(result: RollbackResult) -> Iterable[Any]:

@@ -6,31 +6,24 @@ numbers are current and cannot disagree with the terminal. Kernel counts are
 this host's (the service's host): scrape the service on every host that runs
 kernels, or read ``envmgr_lease_other_host``.
 
-Advisories (helper i17) plug in through ``register_advisory_source``: a
-function returning ``{(family, build_id): count}``; until one is registered the
-metric is absent rather than a misleading zero.
+Advisories come from the last stored ``envmgr advisories check`` (the same
+file status and doctor read); until a check was stored the metric is absent
+rather than a misleading zero.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from envmgr.clock import parse_iso, utcnow
 from envmgr.config import Config
+from envmgr.ops.advisories import advisory_counts
 from envmgr.ops.status import StatusReport, collect_status
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-AdvisorySource = Callable[[Config], Mapping[tuple[str, str], int]]
-_advisory_sources: list[AdvisorySource] = []
-
-
-def register_advisory_source(source: AdvisorySource) -> None:
-    """Let the advisories module report open advisories per build."""
-    if source not in _advisory_sources:
-        _advisory_sources.append(source)
 
 
 class _StatusCollector:
@@ -70,12 +63,12 @@ class _StatusCollector:
             for r in f.stable:
                 days.add_metric([f.family, r["release"], r["build_id"]], r["days_left"])
         yield from (builds, disk, ok, age, kernels, other, days)
-        if _advisory_sources:
+        counts = advisory_counts(self.config.layout)
+        if counts is not None:
             adv = GaugeMetricFamily("envmgr_advisories", "Open security advisories per build",
                                     labels=["family", "build"])
-            for source in _advisory_sources:
-                for (family, build_id), count in source(self.config).items():
-                    adv.add_metric([family, build_id], count)
+            for (family, build_id), count in counts.items():
+                adv.add_metric([family, build_id], count)
             yield adv
 
 

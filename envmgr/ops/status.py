@@ -34,6 +34,7 @@ from envmgr.host.procscan import ProcessScan, scan_processes
 from envmgr.clock import iso, parse_iso, utcnow
 from envmgr.gc.retention import FamilyInput, FamilyPlan, ReasonCode, Usage, effective_policy, plan_family
 from envmgr.ops.usage import BuildKernels, family_kernels
+from envmgr.ops.advisories import status_advisories, warning_text
 
 STALE_RUN = dt.timedelta(hours=48)  # no build run for this long: is the nightly running?
 # Reasons that keep a build for good (not "waiting for gc"): latest, supported stable, pinned.
@@ -272,6 +273,8 @@ def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date
         gc_waiting=_gc_waiting(inp, plan_family(inp, now)), building=_building(layout, family, now),
         spec_source=choice.source, note=note, kernels=family_kernels(inp.usage))
     fs.warnings = family_warnings(fs, now)
+    for adv in status_advisories(layout, family, fs.latest, fs.stable):  # the last stored check
+        _warn(fs.warnings, "advisory", warning_text(family, adv), family)
     if choice.error:
         _warn(fs.warnings, "spec-unreadable", f"{family}: its spec {choice.source} cannot be read "
               f"({choice.error}); gc defers the family", family)

@@ -86,10 +86,24 @@
     return el('td', { class: 'actions' }, build, back);
   }
 
+  // Advisories on the family's latest and stable builds (the last `envmgr advisories check`).
+  function advisoryBadge(f) {
+    const found = f.advisories || [];
+    if (!found.length) return null;
+    const ids = [...new Set(found.map(a => a.advisory))];
+    const lines = found.map(a => `${a.advisory} [${a.severity}] ${a.package} ${a.version} in ${a.roles.join(', ')}`
+      + (a.fixed ? ` (fixed in ${a.fixed})` : ''));
+    return el('details', { class: 'advisories', 'data-field': 'advisories' },
+      el('summary', { class: 'badge advisory', title: lines.join('\n') },
+        `${ids.length} ${ids.length === 1 ? 'advisory' : 'advisories'}`),
+      el('ul', {}, lines.map(line => el('li', {}, line))));
+  }
+
   function familyRow(f) {
     const latest = f.latest || {};
     return el('tr', { 'data-family': f.family, 'data-running': f.running ? 'true' : 'false' },
-      el('td', {}, el('strong', {}, f.display_name), el('br'), el('code', { class: 'muted' }, f.family)),
+      el('td', {}, el('strong', {}, f.display_name), el('br'), el('code', { class: 'muted' }, f.family),
+        advisoryBadge(f)),
       el('td', { 'data-field': 'latest' }, latest.build_id ? el('code', {}, latest.build_id) : '—'),
       el('td', { 'data-field': 'age', title: latest.built || latest.since || '' }, age(latest.age_seconds)),
       el('td', { class: 'num', 'data-field': 'packages' }, latest.package_count ?? ''),
