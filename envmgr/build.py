@@ -74,6 +74,7 @@ class BuildOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     error_exit_code: int = EXIT_OK
+    hint: str | None = None  # the failing EnvmgrError's hint: printed with the error, in JSON too
     log: Path | None = None
     package_count: int = 0
     message: str = ""
@@ -88,7 +89,7 @@ class BuildOutcome:
         return {"family": self.family, "status": self.status, "build_id": self.build_id,
                 "prefix": str(self.prefix) if self.prefix else None, "previous": self.previous,
                 "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
-                "error": self.error, "log": str(self.log) if self.log else None,
+                "error": self.error, "hint": self.hint, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
                 "kernels": self.kernels, "warnings": self.warnings}
 
@@ -331,7 +332,7 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
             lock = _lock(config, spec, options, progress)
     except EnvmgrError as exc:
         return BuildOutcome(spec.name, "failed", error=exc.message, error_exit_code=exc.exit_code,
-                            timings=timings, message="locking failed; nothing built, latest unchanged")
+                            hint=exc.hint, timings=timings, message="locking failed; nothing built, latest unchanged")
     previous, previous_set = latest_package_set(layout, spec.name)
     if lock.host_set.same_as(previous_set) and not options.force:
         return BuildOutcome(spec.name, "unchanged", build_id=previous, previous=previous,
@@ -434,6 +435,7 @@ def _fail(layout: Layout, family: str, build_id: str, staging: Path, exc: Except
                    failed_prefix=str(kept) if kept else None)
     log(f"FAILED: {error.message}")
     outcome.status, outcome.error, outcome.error_exit_code = "failed", error.message, error.exit_code
+    outcome.hint = error.hint
     outcome.message = f"build {build_id} failed; latest unchanged"
     if kept:
         outcome.message += f"; kept for inspection in {kept}"

@@ -75,8 +75,15 @@ class ConfigResult:
         return self.config.to_json()
 
     def render(self) -> Iterable[Any]:
-        for key, value in self.config.to_json().items():
-            yield Text(f"{key}: {value}")
+        """YAML, the config file's own language: the output can be pasted back into one."""
+        import io
+
+        from ruamel.yaml import YAML
+
+        yaml = YAML()  # round-trip dumper: keys stay in to_json's order
+        buffer = io.StringIO()
+        yaml.dump(self.config.to_json(), buffer)
+        yield Text(buffer.getvalue().rstrip("\n"))
 
 
 @config_app.command("show")

@@ -68,6 +68,8 @@ class PolicyCheckResult:
         for fam in self.families:
             if fam.error is not None:
                 yield Text(f"error  {fam.family}: {fam.error.message}", style="red")
+                if fam.error.hint:
+                    yield Text(f"  hint: {fam.error.hint}", style="yellow")
             elif fam.violations:
                 yield Text(f"refused  {fam.family}: {len(fam.violations)} of {fam.packages} locked "
                            f"packages are not allowed by {self.policy_path}", style="bold red")

@@ -49,6 +49,8 @@ class QuickstartResult:
         o, cfg = self.outcome, self.config
         if o.status == "failed":
             yield Text(f"quickstart failed: {o.error}", style="bold red")
+            if o.hint:
+                yield Text(f"hint: {o.hint}", style="yellow")
             return
         latest = cfg.layout.latest_link(o.family)
         yield Text(f"✓ {o.family}: {o.message}", style="green")
