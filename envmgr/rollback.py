@@ -70,7 +70,8 @@ def rollback(config: Config, family: str, to: str | None = None, *, wait: bool =
              progress: Progress = no_progress) -> RollbackResult:
     layout = config.layout
     if family not in layout.families():
-        raise NotFound(f"no family '{family}' under {layout.root}")
+        raise NotFound(f"no family '{family}' under {layout.root}",
+                       hint="`envmgr status` lists the families")
     with family_lock(layout, family, wait=wait, progress=progress):
         view = family_view(config, family)
         target = choose_target(view, to)
