@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
 
 
 @dataclass(frozen=True, order=True)
@@ -117,12 +116,11 @@ class PackageDiff:
 
 
 def _compare_versions(old: str, new: str) -> int:
-    """-1, 0, 1; conda versions mostly parse as PEP 440, else compare as text."""
-    try:
-        a, b = Version(old), Version(new)
-    except InvalidVersion:
-        a, b = old, new  # type: ignore[assignment]
-    return (a > b) - (a < b)  # type: ignore[operator]
+    """-1, 0, 1 by conda's version ordering (rattler's ``Version``), not PEP 440's or text's:
+    a build moving from ``9f`` to ``10`` is an upgrade."""
+    from ._internal._rattler import compare_versions  # rattler loads only when diffing
+
+    return compare_versions(old, new)
 
 
 def _pin(p: LockedPackage) -> str:

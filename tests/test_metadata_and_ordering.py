@@ -39,3 +39,13 @@ def test_envmgr_block_is_versioned_and_keeps_its_keys():
                 "display_name"} <= set(block), name
     assert meta["csx-2025.9"]["envmgr"]["release"] == "2025.9"
     assert meta["csx-latest"]["debugger"] is True, "the template's own metadata stays"
+
+
+def test_diffs_order_versions_as_conda_does():
+    """`9f -> 10` is an upgrade (text order read it as a downgrade); `2.0 == 2`."""
+    from envmgr.lockfile import _compare_versions
+
+    assert _compare_versions("9f", "10") == -1
+    assert _compare_versions("1.9", "1.10") == -1
+    assert _compare_versions("1.0a1", "1.0") == -1
+    assert _compare_versions("2.0", "2") == 0
