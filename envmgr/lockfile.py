@@ -117,10 +117,19 @@ class PackageDiff:
 
 def _compare_versions(old: str, new: str) -> int:
     """-1, 0, 1 by conda's version ordering (rattler's ``Version``), not PEP 440's or text's:
-    a build moving from ``9f`` to ``10`` is an upgrade."""
-    from ._internal._rattler import compare_versions  # rattler loads only when diffing
+    a build moving from ``9f`` to ``10`` is an upgrade. Unparsable versions compare as text.
 
-    return compare_versions(old, new)
+    rattler is imported here, not through ``_internal._rattler``: this module sits in the
+    same layer as ``_internal`` (pyproject's import contract) and ``Version`` is public API.
+    """
+    import rattler
+    from rattler.exceptions import InvalidVersionError
+
+    try:
+        a, b = rattler.Version(old), rattler.Version(new)
+    except InvalidVersionError:
+        return (old > new) - (old < new)
+    return (a > b) - (a < b)
 
 
 def _pin(p: LockedPackage) -> str:

@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 
 from envmgr._internal import _rattler
-from envmgr._internal._interp import interpreter_info
-from envmgr._internal._pydists import file_sha256, from_wheel, to_conda
+from envmgr.channel._interp import interpreter_info
+from envmgr.channel._pydists import file_sha256, from_wheel, to_conda
 from envmgr.channel import build_channel
 from tests.test_channel import repodata
 

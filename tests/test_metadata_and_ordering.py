@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from envmgr.kernels import KernelFamily, desired_kernels
+from envmgr.kernels.kernelspecs import KernelFamily, desired_kernels
 from envmgr.layout import Layout
 from tests.test_launcher import build_id
 

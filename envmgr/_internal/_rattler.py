@@ -363,14 +363,3 @@ def version_matches(version: str, spec: str) -> bool:
     except (rx.InvalidVersionSpecError, rx.InvalidVersionError):
         return False
 
-
-def compare_versions(old: str, new: str) -> int:
-    """-1, 0 or 1 by conda's version ordering (``9f < 10``, ``1.0a1 < 1.0``, ``2.0 == 2``).
-
-    Versions rattler cannot parse compare as text, so a diff still orders them.
-    """
-    try:
-        a, b = rattler.Version(old), rattler.Version(new)
-    except rx.InvalidVersionError:
-        return (old > new) - (old < new)
-    return (a > b) - (a < b)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,8 +19,9 @@ from .. import __version__
 from .._internal import _click
 from ..config import Config, load_config
 from ..errors import EnvmgrError
-from ..results import Result, emit
+from ..results import Result, envelope
 from . import _failures
+from ._failures import write_json
 
 app = typer.Typer(
     name="envmgr",
@@ -31,6 +33,18 @@ app = typer.Typer(
 )
 
 JSON_OPTION = typer.Option(False, "--json", help="Print a versioned JSON document instead of text.")
+
+R = TypeVar("R", bound=Result)
+Renderer = Callable[[R], Iterable[Any]]  # a result as rich renderables (text for people)
+
+
+def emit(console: Console, command: str, result: R, render: Renderer[R], *, as_json: bool) -> None:
+    """The one place a result is shown: the JSON envelope, or its renderer's text."""
+    if as_json:
+        write_json(console, envelope(command, result=result.to_json(), ok=result.exit_code == 0))
+        return
+    for renderable in render(result):
+        console.print(renderable)
 
 
 def _console(*, stderr: bool) -> Console:
@@ -65,8 +79,8 @@ class CliState:
         if not self.quiet and not self.as_json:
             self.err.print(f"[dim]·[/dim] {message}", highlight=False)
 
-    def emit(self, result: Result, *, as_json: bool) -> None:
-        emit(self.out, self.command, result, as_json=as_json)
+    def emit(self, result: R, render: Renderer[R], *, as_json: bool) -> None:
+        emit(self.out, self.command, result, render, as_json=as_json)
         code = result.exit_code
         if code:
             raise typer.Exit(code)

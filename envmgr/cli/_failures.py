@@ -13,6 +13,7 @@ click/typer, an interruption or a bug), is reported the same way:
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from rich.console import Console
 
 from .._internal import _click
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, EnvmgrError
-from ..results import envelope, write_json
+from ..results import envelope
 
 PROG_NAME = "envmgr"
 
@@ -39,6 +40,12 @@ def wants_json(args: Sequence[str]) -> bool:
 def error_json(kind: str, message: str, hint: str | None, exit_code: int) -> dict[str, Any]:
     """The ``error`` member of a failure envelope (the same keys as ``EnvmgrError.to_json``)."""
     return {"error": kind, "message": message, "hint": hint, "exit_code": exit_code}
+
+
+def write_json(console: Console, document: dict[str, Any]) -> None:
+    """Plain JSON on the console's stream: no colour, no wrapping, one document."""
+    console.file.write(json.dumps(document, indent=2, default=str) + "\n")
+    console.file.flush()
 
 
 def _emit_json(out: Console, command: str, error: dict[str, Any]) -> None:
