@@ -12,7 +12,7 @@ from pathlib import Path
 from envmgr._internal import _rattler
 from envmgr.channel._interp import interpreter_info
 from envmgr.channel._pydists import file_sha256, from_wheel, to_conda
-from envmgr.channel import build_channel
+from envmgr.channel.build import build_channel
 from tests.test_channel import repodata
 
 SUMMARY = "Widgets für Jupyter — a summary\n        folded over two lines"
