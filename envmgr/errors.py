@@ -13,6 +13,7 @@ EXIT_USAGE = 2  # bad input: a spec, the config or the command line
 EXIT_BUILD_FAILED = 3  # solve, install or smoke test failed; nothing published
 EXIT_BUSY = 4  # another process holds the lock (--no-wait)
 EXIT_ENVIRONMENT = 5  # the machine said no: disk full, permission denied, channel missing
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT (128 + 2, as shells report it)
 
 
 class EnvmgrError(Exception):

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
 
 
 @dataclass(frozen=True, order=True)
@@ -117,12 +116,20 @@ class PackageDiff:
 
 
 def _compare_versions(old: str, new: str) -> int:
-    """-1, 0, 1; conda versions mostly parse as PEP 440, else compare as text."""
+    """-1, 0, 1 by conda's version ordering (rattler's ``Version``), not PEP 440's or text's:
+    a build moving from ``9f`` to ``10`` is an upgrade. Unparsable versions compare as text.
+
+    rattler is imported here, not through ``_internal._rattler``: this module sits in the
+    same layer as ``_internal`` (pyproject's import contract) and ``Version`` is public API.
+    """
+    import rattler
+    from rattler.exceptions import InvalidVersionError
+
     try:
-        a, b = Version(old), Version(new)
-    except InvalidVersion:
-        a, b = old, new  # type: ignore[assignment]
-    return (a > b) - (a < b)  # type: ignore[operator]
+        a, b = rattler.Version(old), rattler.Version(new)
+    except InvalidVersionError:
+        return (old > new) - (old < new)
+    return (a > b) - (a < b)
 
 
 def _pin(p: LockedPackage) -> str:

@@ -286,4 +286,5 @@ def test_staff_build_now_watch_and_roll_back(site, envmgr_cli, out: Path) -> Non
     actions = [(a["action"], a["user"], a.get("family")) for a in read_audit(layout)]
     assert ("build-requested", "staff", "fam") in actions
     assert ("rollback", "staff", "fam") in actions
+    assert [a for a, _, _ in actions].count("rollback") == 1, "one audit line per rollback"
     assert not any(user in ("viewer", "outsider") for _, user, _ in actions)

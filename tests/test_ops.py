@@ -50,6 +50,7 @@ FAILING_SPEC = """\
 name: gamma
 display_name: Gamma
 group: Stats
+description: Statistics that never pass their smoke test.
 channels: [demo]
 dependencies: [python 3.*, ipykernel]
 smoke_test:
@@ -168,6 +169,7 @@ def test_status_reports_every_family_state(ops: Ops) -> None:
 
     alpha = fams["alpha"]
     assert alpha["latest"]["build_id"] == alpha2 and alpha["latest"]["package_count"] > 10
+    assert 0 <= alpha["latest"]["built_age_seconds"] < 3600
     assert 0 <= alpha["latest"]["age_seconds"] < 3600
     assert alpha["last_run"]["status"] == "built" and alpha["last_run"]["build_id"] == alpha2
     held = {g["build_id"]: g for g in alpha["gc_waiting"]}
@@ -189,6 +191,7 @@ def test_status_reports_every_family_state(ops: Ops) -> None:
 
     gamma = fams["gamma"]
     assert gamma["latest"] is None and gamma["group"] == "Stats"
+    assert gamma["description"] == "Statistics that never pass their smoke test."
     assert gamma["last_run"]["status"] == "failed"
     assert "no_such_module_xyz" in gamma["last_run"]["error"]
     assert gamma["last_build"]["status"] == "failed" and gamma["last_build"]["step"] == "smoke"
@@ -215,7 +218,8 @@ def test_status_text_and_cached_disk(ops: Ops) -> None:
     assert again["cached"] is True and again["used_bytes"] == first["used_bytes"]
     text = run_envmgr("status", config=ops.config)
     assert text.returncode == 0, text.stderr
-    for needle in ("alpha", "beta", "gamma", "Beamline", "2025.1", "no_such_module_xyz", "warning"):
+    for needle in ("alpha", "beta", "gamma", "Beamline", "2025.1", "no_such_module_xyz", "warning",
+                   "Statistics that never pass"):
         assert needle in text.stdout, needle
 
 

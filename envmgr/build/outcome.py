@@ -43,6 +43,7 @@ class BuildOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     error_exit_code: int = EXIT_OK
+    hint: str | None = None  # the failing EnvmgrError's hint: printed with the error, in JSON too
     log: Path | None = None
     package_count: int = 0
     message: str = ""
@@ -59,6 +60,6 @@ class BuildOutcome:
                 "prefix": str(self.prefix) if self.prefix else None, "previous": self.previous,
                 "diff": {**self.diff.to_json(), "advisories": self.advisories} if self.diff else None,
                 "timings": self.timings,
-                "error": self.error, "log": str(self.log) if self.log else None,
+                "error": self.error, "hint": self.hint, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
                 "kernels": self.kernels, "warnings": self.warnings, "advisories": self.advisories}

@@ -289,7 +289,8 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
             lock = _lock(config, spec, options, progress)
     except EnvmgrError as exc:
         return BuildOutcome(spec.name, BuildStatus.FAILED, error=exc.message, error_exit_code=exc.exit_code,
-                            timings=timings, message="locking failed; nothing built, latest unchanged")
+                            hint=exc.hint, timings=timings,
+                            message="locking failed; nothing built, latest unchanged")
     previous, previous_set = latest_package_set(layout, spec.name)
     if lock.host_set.same_as(previous_set) and not options.force:
         return BuildOutcome(spec.name, BuildStatus.UNCHANGED, build_id=previous, previous=previous,
@@ -400,6 +401,7 @@ def _fail(layout: Layout, family: str, build_id: str, staging: Path, exc: Except
                    failed_prefix=str(kept) if kept else None)
     log(f"FAILED: {error.message}")
     outcome.status, outcome.error, outcome.error_exit_code = BuildStatus.FAILED, error.message, error.exit_code
+    outcome.hint = error.hint
     outcome.message = f"build {build_id} failed; latest unchanged"
     if kept:
         outcome.message += f"; kept for inspection in {kept}"

@@ -99,10 +99,11 @@ def locate_build(config: Config, ref: str) -> tuple[str, str]:
         return family, build_id
     if not BUILD_ID_RE.match(ref):
         raise NotFound(f"'{ref}' is not a build id (expected e.g. 20261122T021340Z-ab12cd "
-                       "or family/build-id)")
+                       "or family/build-id)", hint="`envmgr builds FAMILY` lists a family's build ids")
     matches = [f for f in config.layout.families() if records.load(config.layout, f, ref)]
     if not matches:
-        raise NotFound(f"no family has a build {ref}")
+        raise NotFound(f"no family has a build {ref}",
+                       hint="`envmgr builds FAMILY` lists a family's build ids")
     if len(matches) > 1:
         raise NotFound(f"build {ref} exists in several families ({', '.join(matches)}); "
                        "write family/build-id")

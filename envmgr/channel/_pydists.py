@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import configparser
 import csv
+import email.message
 import email.parser
 import email.policy
 import hashlib
@@ -267,18 +268,41 @@ def from_wheel(path: Path, sha256: str, interp: Interpreter) -> tuple[PyDist, li
     try:
         with zipfile.ZipFile(path) as zf:
             dist_info = _wheel_dist_info(zf, path)
-            metadata = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
-                zf.read(f"{dist_info}/METADATA"))
+            metadata = read_metadata(zf.read(f"{dist_info}/METADATA"))
             wheel_meta = zf.read(f"{dist_info}/WHEEL").decode()
             eps = _parse_entry_points(_read_optional(zf, f"{dist_info}/entry_points.txt"))
             files, warnings = _wheel_files(zf, dist_info)
     except (zipfile.BadZipFile, KeyError, OSError) as exc:
         raise UsageError(f"{path} is not a valid wheel: {exc}") from exc
-    name = normalize_name(metadata["Name"])
-    return PyDist(name=name, version=metadata["Version"], metadata=metadata,
+    if not field_text(metadata, "Name").strip() or not field_text(metadata, "Version").strip():
+        raise UsageError(f"{path.name}: its METADATA has no Name or no Version",
+                         hint="rebuild the wheel with a standard build backend")
+    name = normalize_name(field_text(metadata, "Name"))
+    return PyDist(name=name, version=field_text(metadata, "Version").strip(), metadata=metadata,
                    wheel_meta=wheel_meta, entry_points=eps, files=files, dist_info=dist_info,
                    digest=content_digest(sha256, json.dumps(interp.markers, sort_keys=True)),
                    build_number=1), [f"{name}: {w}" for w in warnings]
+
+
+def read_metadata(raw: bytes) -> email.message.Message:
+    """A wheel's METADATA as a message whose fields are plain ``str``.
+
+    Core metadata is UTF-8 (PEP 566). Parsing the *bytes* with ``compat32``
+    returns an ``email.header.Header`` for every field holding non-ASCII text
+    (matplotlib's and jupyterlab_widgets' License), which has no ``str``
+    methods; parsing the decoded text, as ``importlib.metadata`` does for
+    installed distributions, keeps every field a ``str``. Undecodable bytes
+    (a wheel that ignored the spec) become U+FFFD rather than a crash.
+    """
+    text = raw.decode("utf-8", errors="replace")
+    return email.parser.Parser(policy=email.policy.compat32).parsestr(text)
+
+
+def field_text(metadata: Any, key: str) -> str:
+    """One metadata field as text ("" when absent), whatever object the parser
+    returned for it (``str``, or ``Header`` from a parser we did not choose)."""
+    value = metadata.get(key)
+    return "" if value is None else str(value)
 
 
 def _check_wheel_tags(path: Path, interp: Interpreter) -> None:
@@ -356,18 +380,27 @@ def _short_license(metadata: Any) -> str:
     """A license string fit for index.json: the SPDX expression, or a short
     ``License`` field (some projects paste the whole license text there)."""
     for key in ("License-Expression", "License"):
-        value = (metadata.get(key) or "").strip()
+        value = field_text(metadata, key).strip()
         if value and "\n" not in value and len(value) <= 100:
             return value
+    for classifier in metadata.get_all("Classifier") or []:
+        parts = [p.strip() for p in str(classifier).split("::")]
+        if len(parts) > 1 and parts[0] == "License" and parts[-1] not in ("OSI Approved", ""):
+            return parts[-1]
     return ""
 
 
 def _home(metadata: Any) -> str | None:
-    if metadata.get("Home-page"):
-        return metadata["Home-page"]
+    if field_text(metadata, "Home-page").strip():
+        return field_text(metadata, "Home-page").strip()
     for url in metadata.get_all("Project-URL") or []:
-        return url.split(",", 1)[-1].strip()
+        return str(url).split(",", 1)[-1].strip()
     return None
+
+
+def _summary(metadata: Any) -> str:
+    """The one-line Summary (a folded, multi-line one is joined)."""
+    return " ".join(field_text(metadata, "Summary").split())
 
 
 def _build_string(prefix: str, digest: str, local: str | None) -> str:
@@ -470,7 +503,7 @@ def to_conda(pd: PyDist, interp: Interpreter) -> tuple[CondaPackage, list[str]]:
         name=pd.name, version=version, build=build, subdir="noarch" if pd.is_pure else PLATFORM,
         depends=depends, files=files, noarch="python" if pd.is_pure else None,
         entry_points=entries, build_number=pd.build_number,
-        license=_short_license(pd.metadata), summary=pd.metadata.get("Summary") or "",
+        license=_short_license(pd.metadata), summary=_summary(pd.metadata),
         home=_home(pd.metadata)), warnings + problems
 
 
@@ -488,8 +521,7 @@ def wheel_requirements(wheels: list[tuple[Path, str]], interp: Interpreter
     for path, _ in wheels:
         try:
             with zipfile.ZipFile(path) as zf:
-                meta = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
-                    zf.read(f"{_wheel_dist_info(zf, path)}/METADATA"))
+                meta = read_metadata(zf.read(f"{_wheel_dist_info(zf, path)}/METADATA"))
         except (zipfile.BadZipFile, KeyError, OSError) as exc:
             raise UsageError(f"{path} is not a valid wheel: {exc}") from exc
         depends, _ = parse_requirements(meta.get_all("Requires-Dist") or [], interp.markers)

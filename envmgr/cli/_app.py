@@ -6,27 +6,28 @@ function with explicit paths and renders the typed result it returns.
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 
+from .. import __version__
+from .._internal import _click
 from ..config import Config, load_config
-from ..errors import EXIT_FAILURE, EXIT_USAGE, EnvmgrError
+from ..errors import EnvmgrError
 from ..results import Result, envelope
+from . import _failures
+from ._failures import write_json
 
 app = typer.Typer(
     name="envmgr",
     help="Conda environment and Jupyter kernel lifecycle manager for shared JupyterHubs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (docs/admin-guide.md)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -35,12 +36,6 @@ JSON_OPTION = typer.Option(False, "--json", help="Print a versioned JSON documen
 
 R = TypeVar("R", bound=Result)
 Renderer = Callable[[R], Iterable[Any]]  # a result as rich renderables (text for people)
-
-
-def write_json(console: Console, document: dict[str, Any]) -> None:
-    """Plain JSON on the console's stream: no colour, no wrapping, one document."""
-    console.file.write(json.dumps(document, indent=2, default=str) + "\n")
-    console.file.flush()
 
 
 def emit(console: Console, command: str, result: R, render: Renderer[R], *, as_json: bool) -> None:
@@ -98,6 +93,12 @@ def state(ctx: typer.Context, *, command: str, as_json: bool = False) -> CliStat
     return obj
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"envmgr {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     ctx: typer.Context,
@@ -108,6 +109,8 @@ def _global_options(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (for cron)."),
     user: bool = typer.Option(False, "--user", help="Personal environments: your own root and "
                               "Jupyter kernels, under the site's channels and package policy."),
+    _version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                  help="Print envmgr's version and exit."),
 ) -> None:
     # Fill in the object run() passed (not a new one): run() renders errors with it, as JSON
     # under --json.
@@ -115,39 +118,30 @@ def _global_options(
     obj.config_path, obj.root, obj.quiet, obj.user = config, root, quiet, user
 
 
-def _render_error(obj: CliState | None, exc: EnvmgrError) -> int:
-    if obj is not None and obj.as_json:
-        write_json(obj.out, envelope(obj.command, error=exc.to_json()))
-    else:
-        err = obj.err if obj is not None else Console(stderr=True)
-        err.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
-        if exc.hint:
-            err.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
-    return exc.exit_code
-
-
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (never raises for user errors)."""
+    """Run the CLI and return its exit code (never raises, never a traceback for user errors).
+
+    Failures are reported by ``_failures``: text on stderr and, with ``--json``
+    anywhere on the command line, a JSON envelope on stdout.
+    """
+    args = list(argv if argv is not None else sys.argv[1:])
     command = typer.main.get_command(app)
     obj = CliState()
+    obj.as_json = _failures.wants_json(args)
     try:
-        result: Any = command.main(args=argv if argv is not None else sys.argv[1:],
-                                   prog_name="envmgr", standalone_mode=False, obj=obj)
+        result: Any = command.main(args=args, prog_name=_failures.PROG_NAME, standalone_mode=False,
+                                   obj=obj)
     except EnvmgrError as exc:
-        return _render_error(obj, exc)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code if exc.exit_code else EXIT_USAGE
-    except click.exceptions.Abort:
-        Console(stderr=True).print("aborted")
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
-        return 130
-    except Exception:  # noqa: BLE001 - a bug: show it, exit 1, never a silent success
-        Console(stderr=True).print(f"[bold red]internal error[/bold red] (please report):\n"
-                                   f"{traceback.format_exc()}", highlight=False, markup=True)
-        return EXIT_FAILURE
+        return _failures.envmgr_error(obj.err, obj.out, obj.command, exc, as_json=obj.as_json)
+    except _click.EXITS as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except _click.USAGE_ERRORS as exc:
+        return _failures.usage_error(obj.err, obj.out, exc, command, as_json=obj.as_json)
+    except _click.CLICK_EXCEPTIONS as exc:
+        getattr(exc, "show")()
+        return int(getattr(exc, "exit_code", 0) or 2)
+    except (KeyboardInterrupt, *_click.ABORTS):
+        return _failures.interrupted(obj.err, obj.out, obj.command, as_json=obj.as_json)
+    except Exception as exc:  # noqa: BLE001 - a bug: show it, exit 1, never a silent success
+        return _failures.internal_error(obj.err, obj.out, obj.command, exc, as_json=obj.as_json)
     return result if isinstance(result, int) else 0

@@ -110,6 +110,8 @@ def render_build_report(result: BuildReport) -> Iterable[Any]:
                             f"  {o.message}")
         if o.error:
             yield Text(f"  {o.error}", style="red")
+        if o.hint:
+            yield Text(f"  hint: {o.hint}", style="yellow")
         if o.diff is not None and not o.diff.empty and o.previous is not None:
             yield render_diff(o.diff)
         yield from render_build_advisories(o.advisories)

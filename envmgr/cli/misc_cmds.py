@@ -64,6 +64,8 @@ def render_quickstart(result: QuickstartResult) -> Iterable[Any]:
     o, cfg = result.outcome, result.config
     if o.status == "failed":
         yield Text(f"quickstart failed: {o.error}", style="bold red")
+        if o.hint:
+            yield Text(f"hint: {o.hint}", style="yellow")
         return
     latest = cfg.layout.latest_link(o.family)
     yield Text(f"✓ {o.family}: {o.message}", style="green")
@@ -87,5 +89,12 @@ def render_channel_build(r: ChannelResult) -> Iterable[Any]:
 
 
 def render_config(result: ConfigResult) -> Iterable[Any]:
-    for key, value in result.config.to_json().items():
-        yield Text(f"{key}: {value}")
+    """YAML, the config file's own language: the output can be pasted back into one."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round-trip dumper: keys stay in to_json's order
+    buffer = io.StringIO()
+    yaml.dump(result.config.to_json(), buffer)
+    yield Text(buffer.getvalue().rstrip("\n"))

@@ -54,6 +54,8 @@ def render_policy_check(result: PolicyCheckResult) -> Iterable[Any]:
     for fam in result.families:
         if fam.error is not None:
             yield Text(f"error  {fam.family}: {fam.error.message}", style="red")
+            if fam.error.hint:
+                yield Text(f"  hint: {fam.error.hint}", style="yellow")
         elif fam.violations:
             yield Text(f"refused  {fam.family}: {len(fam.violations)} of {fam.packages} locked "
                        f"packages are not allowed by {result.policy_path}", style="bold red")

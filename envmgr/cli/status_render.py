@@ -84,7 +84,10 @@ def _family_table(report: StatusReport) -> Table:
         table.add_column(column)
     for f in report.families:
         disk = human_bytes(f.disk_bytes) if f.disk_bytes is not None else "-"
-        table.add_row(f.group, Text(f.family, style="bold"), _latest_cell(f), _last_run_cell(f),
+        name = Text(f.family, style="bold")
+        if f.description:
+            name.append(f"\n{f.description}", style="dim")
+        table.add_row(f.group, name, _latest_cell(f), _last_run_cell(f),
                       _stable_cell(f), _kernels_cell(f), _gc_cell(f), _building_cell(f), disk)
     return table
 

@@ -156,13 +156,11 @@ class RollbackHandler(APIHandler):
         to = body.get("to") if isinstance(body, dict) else None
         config = self.service.settings.config
         try:
-            result = await self.in_thread(rollback, config, family, to, wait=False)
+            result = await self.in_thread(rollback, config, family, to, wait=False, actor={
+                "user": self.user_name, "via": f"hub service {self.service.settings.service_name}"})
         except EnvmgrError as exc:
             self.fail(exc)
             return
-        audit(config.layout, "rollback", user=self.user_name, family=family, previous=result.previous,
-              latest=result.current, marked_rolled_back=result.rolled_back,
-              via=f"hub service {self.service.settings.service_name}")
         self.send(result.to_json())
 
 

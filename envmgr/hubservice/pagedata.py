@@ -86,7 +86,8 @@ def _group_order(group: str) -> tuple[bool, str]:
 def _never_built(family: str, spec: Spec | None) -> dict[str, Any]:
     """The status fields of a family that has a spec but no build yet."""
     return {"family": family, "group": (spec.group if spec else "") or OTHER_GROUP,
-            "display_name": spec.display_name if spec else family, "latest": None, "last_run": None,
+            "display_name": spec.display_name if spec else family,
+            "description": spec.description if spec else "", "latest": None, "last_run": None,
             "last_build": None, "stable": [], "building": None, "warnings": []}
 
 

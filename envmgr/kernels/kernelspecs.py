@@ -207,13 +207,30 @@ def _plan(layout: Layout, fam: KernelFamily, template: Mapping[str, Any], files:
         "argv": _launcher_argv(layout, fam, launcher, target, template["argv"]),
         "display_name": f"{fam.display_name}{SEPARATOR}{label}",
         "language": template["language"],
-        "metadata": {**template.get("metadata", {}), "envmgr": envmgr},
+        "metadata": {**template.get("metadata", {}), **conda_env_keys(layout, target, template),
+                     "envmgr": envmgr},
     }
     if "interrupt_mode" in template:
         spec["interrupt_mode"] = template["interrupt_mode"]
     if fam.env:
         spec["env"] = dict(sorted(fam.env.items()))
     return KernelSpecPlan(name, spec, {**files, **fam.resources})
+
+
+def conda_env_keys(layout: Layout, target: Path, template: Mapping[str, Any]) -> dict[str, str]:
+    """The top-level metadata nb_conda_kernels writes, which JupyterLab launcher tools read.
+
+    ``conda_env_path`` is what the kernel runs in (the ``latest`` link for the
+    latest kernel, the pinned prefix for a stable one); ``conda_env_name`` is
+    that path below the envs directory (``csx/latest``, ``csx/<build-id>``), as
+    nb_conda_kernels names environments below ``envs/``; ``conda_language`` is
+    the language's display name ("Python", "R").
+    """
+    language = str(template.get("language", ""))
+    shown = {"python": "Python", "r": "R", "julia": "Julia"}.get(language.lower(), language.capitalize())
+    return {"conda_env_path": str(target),
+            "conda_env_name": Path(target).relative_to(layout.envs_dir).as_posix(),
+            "conda_language": shown}
 
 
 def _launcher_argv(layout: Layout, fam: KernelFamily, launcher: Path, target: Path,

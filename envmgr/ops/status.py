@@ -67,6 +67,7 @@ class FamilyStatus:
     note: str = ""
     warnings: list[StatusWarning] = field(default_factory=list)
     kernels: list[BuildKernels] = field(default_factory=list)  # builds with kernels (envmgr.usage)
+    description: str = ""  # the spec's description (docs/specs.md)
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "group": self.group, "display_name": self.display_name,
@@ -74,7 +75,7 @@ class FamilyStatus:
                 "latest": self.latest, "last_run": self.last_run, "last_build": self.last_build,
                 "stable": self.stable, "gc_waiting": self.gc_waiting, "building": self.building,
                 "disk_bytes": self.disk_bytes, "spec_source": self.spec_source, "note": self.note,
-                "warnings": [w.to_json() for w in self.warnings]}
+                "warnings": [w.to_json() for w in self.warnings], "description": self.description}
 
 
 # -- per-family pieces ---------------------------------------------------------------
@@ -103,8 +104,11 @@ def _latest(inp: FamilyInput, now: dt.datetime) -> dict[str, Any] | None:
         return {"build_id": view.latest, "since": None, "age_seconds": None, "package_count": None,
                 "in_use": _in_use(inp, view.latest)}
     since = info.record.latest_since or info.record.finished
+    # age_seconds: since latest moved here; built_age_seconds: since the build was made
+    # (the staff page's "Built" column; a rollback moves latest but builds nothing).
     return {"build_id": info.build_id, "since": since, "age_seconds": _age_seconds(since, now),
-            "built": info.record.finished, "package_count": info.record.package_count,
+            "built": info.record.finished, "built_age_seconds": _age_seconds(info.record.finished, now),
+            "package_count": info.record.package_count,
             "published": info.published, "in_use": _in_use(inp, info.build_id)}
 
 
@@ -271,7 +275,8 @@ def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date
         latest=_latest(inp, now), last_run=_last_run(layout, family),
         last_build=_last_build(inp.view), stable=_stable(inp, today),
         gc_waiting=_gc_waiting(inp, plan_family(inp, now)), building=_building(layout, family, now),
-        spec_source=choice.source, note=note, kernels=family_kernels(inp.usage))
+        spec_source=choice.source, note=note, kernels=family_kernels(inp.usage),
+        description=spec.description if spec else "")
     fs.warnings = family_warnings(fs, now)
     for adv in status_advisories(layout, family, fs.latest, fs.stable):  # the last stored check
         _warn(fs.warnings, "advisory", warning_text(family, adv), family)

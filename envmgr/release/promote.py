@@ -74,7 +74,8 @@ def promote(config: Config, family: str, release: str, *, build_id: str | None =
             progress: Progress = no_progress) -> PromoteResult:
     layout = config.layout
     if family not in layout.families():
-        raise NotFound(f"no family '{family}' under {layout.root}")
+        raise NotFound(f"no family '{family}' under {layout.root}",
+                       hint="`envmgr status` lists the families")
     kernel = _check_release_name(config, family, release)
     with family_lock(layout, family, progress=progress):
         view = family_view(config, family)

@@ -7,6 +7,8 @@ republish what staff just rolled away from (it reports "held" instead).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +58,13 @@ def choose_target(view: FamilyView, to: str | None) -> str:
 
 
 def rollback(config: Config, family: str, to: str | None = None, *, wait: bool = True,
-             progress: Progress = no_progress) -> RollbackResult:
+             progress: Progress = no_progress, actor: Mapping[str, str] | None = None) -> RollbackResult:
+    """``actor`` (``user``, ``via``) goes into the one audit line, for callers acting for
+    someone else (the staff page); the CLI leaves it out and the OS user is recorded."""
     layout = config.layout
     if family not in layout.families():
-        raise NotFound(f"no family '{family}' under {layout.root}")
+        raise NotFound(f"no family '{family}' under {layout.root}",
+                       hint="`envmgr status` lists the families")
     with family_lock(layout, family, wait=wait, progress=progress):
         view = family_view(config, family)
         target = choose_target(view, to)
@@ -71,7 +76,8 @@ def rollback(config: Config, family: str, to: str | None = None, *, wait: bool =
         records.update(layout, family, target, rolled_back=False)
         move_latest(layout, family, target, previous)
         sync_kernels(config, family)
-    audit(layout, "rollback", family=family, build_id=target, previous=previous, marked=marked)
+    audit(layout, "rollback", family=family, build_id=target, previous=previous, marked=marked,
+          **dict(actor or {}))
     before = records.package_set(layout, family, previous) if previous else None
     after = records.package_set(layout, family, target)
     change = diff(before, after) if after is not None else None

@@ -103,9 +103,12 @@
     const latest = f.latest || {};
     return el('tr', { 'data-family': f.family, 'data-running': f.running ? 'true' : 'false' },
       el('td', {}, el('strong', {}, f.display_name), el('br'), el('code', { class: 'muted' }, f.family),
+        f.description ? el('div', { class: 'muted', 'data-field': 'description' }, f.description) : null,
         advisoryBadge(f)),
       el('td', { 'data-field': 'latest' }, latest.build_id ? el('code', {}, latest.build_id) : '—'),
-      el('td', { 'data-field': 'age', title: latest.built || latest.since || '' }, age(latest.age_seconds)),
+      // When the build was made (not when latest last moved: a rollback builds nothing).
+      el('td', { 'data-field': 'age', title: latest.built || '' },
+        age(latest.built_age_seconds ?? latest.age_seconds)),
       el('td', { class: 'num', 'data-field': 'packages' }, latest.package_count ?? ''),
       resultCell(f.last_result),
       el('td', { 'data-field': 'stable' }, f.stable.length ? el('ul', {}, f.stable.map(releaseItem)) : '—'),
