@@ -10,6 +10,7 @@ next build of the family (under the same lock) clears what was left behind
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ from typing import Any
 
 from . import records
 from .audit import audit
+from .buildfail import FAILED_PREFIX, compile_refusal, record_failure
 from ._internal import _rattler
 from .config import Config
 from .errors import EXIT_OK, BuildFailed, EnvmgrError
@@ -36,7 +38,6 @@ from .fsutil import (
     atomic_write_json,
     atomic_write_text,
     check_free_space,
-    explain_os_error,
     make_read_only_for_others,
     remove_stale_temps,
 )
@@ -45,12 +46,12 @@ from .lease import ensure_lease
 from .lockfile import PackageDiff, PackageSet, diff
 from .locking import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
 from .notify import notify_build
+from .osfault import step_guard
 from .personal import check_quota, prepare_spec
 from .records import BuildRecord, iso, utcnow
 from .results import Progress, no_progress
 from .spec import Spec
 
-FAILED_PREFIX = ".failed-"
 SMOKE_TIMEOUT = 600
 FAULT_ENV = "ENVMGR_FAULT_POINT"  # tests: SIGKILL this process at a named step
 
@@ -79,6 +80,7 @@ class BuildOutcome:
     message: str = ""
     kernels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
+    failed_step: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -90,7 +92,7 @@ class BuildOutcome:
                 "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
                 "error": self.error, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
-                "kernels": self.kernels, "warnings": self.warnings}
+                "kernels": self.kernels, "warnings": self.warnings, "failed_step": self.failed_step}
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -166,8 +168,7 @@ def recover(layout: Layout, family: str, log: Progress = no_progress) -> list[st
     if family_dir.is_dir():
         for entry in family_dir.iterdir():
             if entry.name.startswith(STAGING_PREFIX):
-                shutil.rmtree(entry, ignore_errors=True)
-                actions.append(f"removed stale staging {entry.name}")
+                actions.append(remove_staging(entry))
         actions += [f"removed temp {p.name}" for p in remove_stale_temps(family_dir)]
     latest = layout.latest_build(family)
     for rec in records.all_records(layout, family):
@@ -184,6 +185,17 @@ def recover(layout: Layout, family: str, log: Progress = no_progress) -> list[st
     for action in actions:
         log(f"recovery: {action}")
     return actions
+
+
+def remove_staging(entry: Path) -> str:
+    """Remove a leftover ``.staging-*`` entry (a symlink is unlinked, never followed); say what happened."""
+    if entry.is_symlink() or not entry.is_dir():
+        entry.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
+    if os.path.lexists(entry):
+        return f"could not remove stale staging {entry.name} (remove it by hand)"
+    return f"removed stale staging {entry.name}"
 
 
 def move_latest(layout: Layout, family: str, build_id: str, previous: str | None) -> None:
@@ -212,6 +224,8 @@ def compile_bytecode(prefix: Path, final: Path, log: BuildLog) -> None:
             "-s", str(prefix), "-p", str(final), *dirs]
     proc = subprocess.run(argv, env=prefix_env(prefix), capture_output=True, text=True, timeout=1800)
     log.raw(proc.stdout + proc.stderr)
+    if (refusal := compile_refusal(proc.stdout + proc.stderr, "pyc")) is not None:
+        raise refusal  # a full disk is not "some file did not compile"
     if proc.returncode not in (0, 1):  # 1: some file did not compile (e.g. py2-only tests): harmless
         raise BuildFailed(f"compiling bytecode failed (exit {proc.returncode}); see {log.path}")
 
@@ -294,7 +308,10 @@ def build_spec(config: Config, spec: Spec, options: BuildOptions = BuildOptions(
         outcome = _build_locked(config, spec, options, holder, progress)
         holder.set_step("kernels")
         outcome.kernels = _sync_kernels(config, spec, progress)
-        _write_last_run(layout, spec.name, outcome)
+        try:
+            _write_last_run(layout, spec.name, outcome)
+        except OSError as exc:
+            outcome.warnings.append(f"last-run.json not written: {exc}")
     if (warning := notify_build(config, outcome, progress)) is not None:  # after the lock
         outcome.warnings.append(warning)
     return outcome
@@ -358,8 +375,9 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
                          lock_digest=lock.host_set.digest, package_count=len(lock.host_set.packages),
                          forced=options.force, command=options.command,
                          from_lock=str(options.from_lock) if options.from_lock else None)
-    records.save(layout, record)
-    log = BuildLog(layout.record_dir(family, build_id) / "build.log", progress)
+    with step_guard("write the build record", layout.record_dir(family, build_id)):
+        records.save(layout, record)
+        log = BuildLog(layout.record_dir(family, build_id) / "build.log", progress)
     staging, final = layout.staging(family, build_id), layout.prefix(family, build_id)
     outcome = BuildOutcome(family, "built", build_id=build_id, prefix=final, previous=previous,
                            timings=timings, log=log.path, package_count=len(lock.host_set.packages))
@@ -404,7 +422,8 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         audit(layout, "publish", family=family, build_id=build_id, previous=previous)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded; latest stays put
         if not isinstance(exc, (EnvmgrError, OSError)):
-            log.raw(traceback.format_exc())
+            with contextlib.suppress(OSError):
+                log.raw(traceback.format_exc())
         _fail(layout, family, build_id, staging, exc, outcome, log)
     finally:
         writer.shutdown(wait=True)
@@ -417,23 +436,17 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
 
 def _fail(layout: Layout, family: str, build_id: str, staging: Path, exc: Exception,
           outcome: BuildOutcome, log: BuildLog) -> None:
-    """Record the failure, keep the staged prefix for inspection, leave latest alone."""
-    if isinstance(exc, EnvmgrError):
-        error = exc
-    elif isinstance(exc, OSError):
-        error = explain_os_error(exc, "build failed")
-    else:
-        error = BuildFailed(f"unexpected error: {type(exc).__name__}: {exc}")
-    kept = None
-    if staging.is_dir():
-        kept = staging.with_name(f"{FAILED_PREFIX}{build_id}")
-        os.rename(staging, kept)
-    rec = records.load(layout, family, build_id)
-    records.update(layout, family, build_id, status=records.FAILED, finished=iso(utcnow()),
-                   error=error.message, step=rec.step if rec else None,
-                   failed_prefix=str(kept) if kept else None)
-    log(f"FAILED: {error.message}")
-    outcome.status, outcome.error, outcome.error_exit_code = "failed", error.message, error.exit_code
-    outcome.message = f"build {build_id} failed; latest unchanged"
-    if kept:
-        outcome.message += f"; kept for inspection in {kept}"
+    """Record the failure (envmgr.buildfail), keep or clear the staged prefix, leave latest alone."""
+    leftovers = [staging]
+    if layout.latest_build(family) != build_id:  # renamed but never pointed at: not published
+        leftovers.append(layout.prefix(family, build_id))
+    failure = record_failure(layout, family, build_id, exc, leftovers, log)
+    outcome.status, outcome.error = "failed", failure.error.message
+    outcome.error_exit_code, outcome.failed_step = failure.error.exit_code, failure.step
+    outcome.message = f"build {build_id} failed at step {failure.step}; latest unchanged"
+    if failure.kept:
+        outcome.message += f"; kept for inspection in {failure.kept}"
+    if failure.removed:
+        outcome.message += "; the staged prefix was removed to free space"
+    if failure.note:
+        outcome.warnings.append(failure.note)

@@ -51,6 +51,7 @@ from .familylock import describe_holder, family_lock, holder_info
 from .fsutil import atomic_write_json
 from .inventory import family_view
 from .layout import Layout
+from .osfault import step_guard
 from .procscan import ProcessScan, scan_processes
 from .records import iso, utcnow
 from .results import Progress, no_progress
@@ -220,11 +221,12 @@ class GcResult:
 @contextlib.contextmanager
 def gc_lock(layout: Layout) -> Iterator[None]:
     """One gc at a time, on any host sharing the root."""
-    layout.locks_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(layout.gc_lock))
     holder = layout.locks_dir / "gc.holder.json"
     try:
-        lock.acquire(timeout=0)
+        with step_guard("take the gc lock", layout.gc_lock):
+            layout.locks_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire(timeout=0)
     except Timeout:
         try:
             who = json.loads(holder.read_text(encoding="utf-8"))
@@ -234,8 +236,9 @@ def gc_lock(layout: Layout) -> Iterator[None]:
         raise Busy(f"another envmgr gc is running ({text})",
                    hint="wait for it to finish; gc runs are cheap to repeat") from None
     try:
-        atomic_write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(),
-                                   "since": iso(utcnow())})
+        with step_guard("take the gc lock", holder):
+            atomic_write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(),
+                                       "since": iso(utcnow())})
         yield
     finally:
         holder.unlink(missing_ok=True)

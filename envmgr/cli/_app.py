@@ -18,6 +18,7 @@ from rich.console import Console
 
 from ..config import Config, load_config
 from ..errors import EXIT_FAILURE, EXIT_USAGE, EnvmgrError
+from ..osfault import problem, refused
 from ..results import Result, emit, envelope, write_json
 
 app = typer.Typer(
@@ -123,8 +124,16 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
+    except OSError as exc:
+        if refused(exc):  # the machine refused in a step no layer below named: still exit 5
+            return _render_error(obj, problem(exc, obj.command or "envmgr"))
+        return _internal_error()
     except Exception:  # noqa: BLE001 - a bug: show it, exit 1, never a silent success
-        Console(stderr=True).print(f"[bold red]internal error[/bold red] (please report):\n"
-                                   f"{traceback.format_exc()}", highlight=False, markup=True)
-        return EXIT_FAILURE
+        return _internal_error()
     return result if isinstance(result, int) else 0
+
+
+def _internal_error() -> int:
+    Console(stderr=True).print(f"[bold red]internal error[/bold red] (please report):\n"
+                               f"{traceback.format_exc()}", highlight=False, markup=True)
+    return EXIT_FAILURE
