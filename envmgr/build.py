@@ -32,7 +32,7 @@ from .config import Config
 from .errors import EXIT_OK, BuildFailed, EnvmgrError
 from .familykernels import sync_kernels
 from .familylock import Holder, family_lock
-from .kernelcheck import run_cell
+from .kernelsmoke import launcher_smoke_test
 from .fsutil import (
     atomic_symlink,
     atomic_write_json,
@@ -182,8 +182,21 @@ def recover(layout: Layout, family: str, log: Progress = no_progress) -> list[st
             move_latest(layout, family, rec.build_id, latest)
             actions.append(f"finished publishing {rec.build_id}")
             latest = rec.build_id
+    actions += _repair_latest_until(layout, family, latest)
     for action in actions:
         log(f"recovery: {action}")
+    return actions
+
+
+def _repair_latest_until(layout: Layout, family: str, latest: str | None) -> list[str]:
+    """Give builds that a kill left without ``latest_until`` the time they were superseded."""
+    actions, recs = [], records.all_records(layout, family)
+    for rec in recs:
+        if rec.latest_since and not rec.latest_until and rec.build_id != latest:
+            until = records.superseded_at(rec, recs)
+            if until is not None:
+                records.update(layout, family, rec.build_id, latest_until=until)
+                actions.append(f"recorded when {rec.build_id} stopped being latest ({until})")
     return actions
 
 
@@ -204,6 +217,7 @@ def move_latest(layout: Layout, family: str, build_id: str, previous: str | None
     now = iso(utcnow())
     records.update(layout, family, build_id, status=records.OK, step=None, latest_since=now,
                    latest_until=None)
+    checkpoint("pointer-recorded")
     if previous and previous != build_id:
         records.update(layout, family, previous, latest_until=now)
 
@@ -252,16 +266,6 @@ def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise BuildFailed(f"smoke test ({what}) failed with exit {proc.returncode}:\n  "
                               + "\n  ".join(tail), hint=f"full output in {log.path}")
-
-
-def kernel_smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
-    """Start the environment's own kernel and execute a cell in it."""
-    log("smoke test: start the kernel and execute a cell")
-    argv = [str(python_of(prefix)), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    check = run_cell(argv, env={**prefix_env(prefix), **spec.env})
-    if Path(check.prefix) != prefix:
-        raise BuildFailed(f"the kernel ran in {check.prefix!r}, not in the built prefix {prefix}")
-    log(f"kernel ready and executed a cell in {check.seconds} s")
 
 
 def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) -> None:
@@ -407,7 +411,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         with timed(timings, "smoke"):
             smoke_test(lock.spec, staging, log)
             if lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
-                kernel_smoke_test(lock.spec, staging, log)
+                launcher_smoke_test(layout, lock.spec, build_id, staging, log)  # as users start it
         record_files.result()  # the record is complete before anything is published
         make_read_only_for_others(staging)
         ensure_lease(layout, family, build_id)  # before the first kernel can start

@@ -70,6 +70,7 @@ class Config:
     policy_file: Path | None = None
     policy_applies_to: str = "all"  # all | personal
     user_quota: int | None = None  # bytes a personal root may use
+    kernel_env_allow: tuple[str, ...] = ()  # protected names a spec's env: may set (kernelenv.py)
 
     @property
     def layout(self) -> Layout:
@@ -117,7 +118,7 @@ class Config:
             "user": self.user, "personal": self.personal,
             "policy": {"file": str(self.policy_file), "applies_to": self.policy_applies_to,
                        "enforced": self.policy_enforced is not None} if self.policy_file else None,
-            "user_quota": self.user_quota,
+            "user_quota": self.user_quota, "kernel_env_allow": list(self.kernel_env_allow),
         }
 
 
@@ -137,9 +138,9 @@ def default_root(environ: dict[str, str]) -> Path:
 
 CONFIG_KEYS = ("root", "kernels_dir", "pkgs_dir", "specs_dir", "channels", "min_free_space",
                "support_years", "retention", "compile_pyc", "notify_command", "solver",
-               "conda_lock_command", "policy", "user_quota")
+               "conda_lock_command", "policy", "user_quota", "kernel_env_allow")
 # Keys a site file at the fixed path sets for everyone: no other file can replace them.
-LOCKED_KEYS = ("policy", "channels", "user_quota")
+LOCKED_KEYS = ("policy", "channels", "user_quota", "kernel_env_allow")
 POLICY_SCOPES = ("all", "personal")
 
 
@@ -252,6 +253,8 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
               "solver: conda-lock needs conda_lock_command naming the executable, e.g. "
               "[conda-lock, --conda, /opt/conda/bin/mamba] (without it conda-lock tries to "
               "download micromamba and hangs)")
+    if doc.get("kernel_env_allow") is not None:
+        values["kernel_env_allow"] = c.string_list(doc, "kernel_env_allow", "")
     _policy_values(c, doc, base, values)
     if site is not None:
         _refuse_locked(c, doc, locked, site)
@@ -364,5 +367,6 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         policy_file=policy_file,
         policy_applies_to=policy_scope,
         user_quota=values.get("user_quota"),
+        kernel_env_allow=tuple(values.get("kernel_env_allow", ())),
     )
 

@@ -596,15 +596,12 @@ def build_usage(layout: Layout, family: str, build_id: str, entry: str, scan: Pr
                 *, probe_lease: bool) -> Usage:
     """Usage of one build: its lease (published builds only) and the scan's pids."""
     held = probe_lease and lease.probe(layout.lease_file(family, build_id))
-    lease_pids: tuple[int, ...] = ()
-    notes = []
-    if held:
-        found = lease.holders(layout.lease_file(family, build_id))
-        lease_pids = found.pids
-        if found.note:
-            notes.append(found.note)
+    found = lease.holders(layout.lease_file(family, build_id)) if held else None
+    notes = [found.note] if found is not None and found.note else []
     prefix_pids = scan.pids(family, entry)
     if (held or prefix_pids) and not scan.complete:
         notes.append("some processes could not be inspected")
-    return Usage(held, lease_pids, prefix_pids, socket.gethostname() if (held or prefix_pids) else "",
-                 "; ".join(notes))
+    local = bool(prefix_pids) or (found is not None and (found.locks or found.locked_here))
+    return Usage(held, found.pids if found else (), prefix_pids, socket.gethostname() if local else "",
+                 "; ".join(notes), tuple(h.describe() for h in found.locks) if found else (),
+                 bool(found and found.locked_here))

@@ -16,7 +16,7 @@
 # description, not to the process, so it stays as long as fd 9 (here, then in
 # the exec'd kernel and children that inherit it) stays open. The helper runs
 # isolated (-I -S: no user site, no PYTHON* variables) with the first of
-# $ENVMGR_LOCK_PYTHON, python3 on PATH, /usr/bin/python3; any kernel language
+# $ENVMGR_LOCK_PYTHON, /usr/bin/python3, python3 on PATH; any kernel language
 # works (R, Julia): only the helper is Python.
 #
 # Usage:
@@ -78,10 +78,11 @@ is_count() { case $1 in ''|*[!0-9]*) return 1 ;; esac; return 0; }
 is_count "$lock_wait" || die 64 "launcher: --lock-wait must be whole seconds, not '$lock_wait'"
 locker=${ENVMGR_LOCK_PYTHON:-}
 if [ -z "$locker" ]; then
-    locker=$(command -v python3 2>/dev/null) || locker=/usr/bin/python3
+    locker=/usr/bin/python3
+    [ -x "$locker" ] || locker=$(command -v python3 2>/dev/null) || locker=
 fi
-[ -x "$locker" ] \
-    || die 69 "no Python interpreter for the lease lock helper (tried \$ENVMGR_LOCK_PYTHON, python3 on PATH, /usr/bin/python3); set ENVMGR_LOCK_PYTHON in the kernel's environment -- ask an admin"
+[ -n "$locker" ] && [ -x "$locker" ] \
+    || die 69 "no Python interpreter for the lease lock helper (tried \$ENVMGR_LOCK_PYTHON, /usr/bin/python3, python3 on PATH); set ENVMGR_LOCK_PYTHON in the kernel's environment -- ask an admin"
 
 # Take an OFD read lock on fd 9 within $1 seconds (F_OFD_SETLKW under a timer).
 # Exit 0 locked, 75 timed out, 66 the descriptor refused the lock.

@@ -18,6 +18,7 @@ from pathlib import Path
 from ruamel.yaml.comments import CommentedMap
 
 from .errors import UsageError
+from .limits import read_limited, too_many_dependencies
 from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -277,6 +278,8 @@ def parse_spec_text(text: str, path: Path) -> Spec:
         path=path,
         source_text=text,
     )
+    if (too_many := too_many_dependencies(len(spec.dependencies))) is not None:
+        c.add(c.key_pos(doc, "dependencies"), "dependencies", too_many)
     if c.problems:
         raise SpecError(c.problems)
     return spec
@@ -285,7 +288,7 @@ def parse_spec_text(text: str, path: Path) -> Spec:
 def load_spec(path: Path) -> Spec:
     """Read and validate the spec at ``path``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, "spec file")
     except FileNotFoundError:
         raise UsageError(f"spec file not found: {path}") from None
     except UnicodeDecodeError as exc:

@@ -28,4 +28,4 @@ def spec_check(
 
         obj.emit(check_specs_against_policy(obj.config(), paths, policy, obj.progress), as_json=as_json)
         return
-    obj.emit(check_specs(paths), as_json=as_json)
+    obj.emit(check_specs(paths, obj.config().kernel_env_allow), as_json=as_json)
