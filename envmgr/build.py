@@ -46,7 +46,7 @@ from .lease import ensure_lease
 from .lockfile import PackageDiff, PackageSet, diff
 from .locking import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
 from .notify import notify_build
-from .osfault import step_guard
+from .osfault import fill_filesystem, step_guard
 from .personal import check_quota, prepare_spec
 from .records import BuildRecord, iso, utcnow
 from .results import Progress, no_progress
@@ -54,6 +54,7 @@ from .spec import Spec
 
 SMOKE_TIMEOUT = 600
 FAULT_ENV = "ENVMGR_FAULT_POINT"  # tests: SIGKILL this process at a named step
+FILL_ENV = "ENVMGR_FAULT_FILL"  # tests: "<step>:<ballast file>" fills that filesystem at the step
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class BuildOutcome:
     kernels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
     failed_step: str | None = None
+    hint: str | None = None  # what to do about the error
 
     @property
     def exit_code(self) -> int:
@@ -92,15 +94,19 @@ class BuildOutcome:
                 "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
                 "error": self.error, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
-                "kernels": self.kernels, "warnings": self.warnings, "failed_step": self.failed_step}
+                "kernels": self.kernels, "warnings": self.warnings, "failed_step": self.failed_step,
+                "hint": self.hint}
 
 
 # -- helpers -----------------------------------------------------------------------
 
 def checkpoint(step: str) -> None:
-    """Crash here if a test asked for it: how kill tests reach every step exactly."""
+    """Crash here, or fill the disk here, if a test asked for it: how fault tests reach every step."""
     if os.environ.get(FAULT_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
+    fill_step, _, ballast = os.environ.get(FILL_ENV, "").partition(":")
+    if fill_step == step and ballast:
+        fill_filesystem(Path(ballast))
 
 
 def new_build_id(layout: Layout, family: str, digest: str) -> str:
@@ -123,17 +129,24 @@ class BuildLog:
         self._progress = progress
 
     def __call__(self, message: str) -> None:
-        self._file.write(f"{iso(utcnow())} {message}\n")
-        self._file.flush()
+        self._write(f"{iso(utcnow())} {message}\n")
         self._progress(message)
 
     def raw(self, text: str) -> None:
         if text:
-            self._file.write(text if text.endswith("\n") else text + "\n")
+            self._write(text if text.endswith("\n") else text + "\n")
+
+    def _write(self, text: str) -> None:
+        """Best effort: a full disk fails the step that needs the space, not the log line."""
+        try:
+            self._file.write(text)
             self._file.flush()
+        except OSError:
+            pass
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 @contextmanager
@@ -351,7 +364,7 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
         with timed(timings, "lock"):
             lock = _lock(config, spec, options, progress)
     except EnvmgrError as exc:
-        return BuildOutcome(spec.name, "failed", error=exc.message, error_exit_code=exc.exit_code,
+        return BuildOutcome(spec.name, "failed", error=exc.message, error_exit_code=exc.exit_code, hint=exc.hint,
                             timings=timings, message="locking failed; nothing built, latest unchanged")
     previous, previous_set = latest_package_set(layout, spec.name)
     if lock.host_set.same_as(previous_set) and not options.force:
@@ -445,7 +458,7 @@ def _fail(layout: Layout, family: str, build_id: str, staging: Path, exc: Except
     if layout.latest_build(family) != build_id:  # renamed but never pointed at: not published
         leftovers.append(layout.prefix(family, build_id))
     failure = record_failure(layout, family, build_id, exc, leftovers, log)
-    outcome.status, outcome.error = "failed", failure.error.message
+    outcome.status, outcome.error, outcome.hint = "failed", failure.error.message, failure.error.hint
     outcome.error_exit_code, outcome.failed_step = failure.error.exit_code, failure.step
     outcome.message = f"build {build_id} failed at step {failure.step}; latest unchanged"
     if failure.kept:

@@ -37,12 +37,13 @@ class Failure:
     note: str = ""  # what could not be recorded
 
 
-def as_error(exc: BaseException, step: str | None) -> EnvmgrError:
-    """The user-facing error for ``exc``: refusals are exit 5 naming the step."""
+def as_error(exc: BaseException, step: str | None, path: Path | None = None) -> EnvmgrError:
+    """The user-facing error for ``exc``: refusals are exit 5 naming the step (and ``path``
+    when the error itself names no file)."""
     if isinstance(exc, EnvmgrError):
         return exc
     if isinstance(exc, OSError) and refused(exc):
-        return problem(exc, step or "build")
+        return problem(exc, step or "build", path)
     if isinstance(exc, OSError):
         return EnvironmentProblem(f"step {step or 'build'}: {exc}",
                                   hint="check the path named above, then build again")
@@ -61,7 +62,7 @@ def record_failure(layout: Layout, family: str, build_id: str, exc: BaseExceptio
     """Clear or keep the leftovers, mark the record failed; never raises for OS errors."""
     rec = records.load(layout, family, build_id)
     step = rec.step if rec else None
-    error = as_error(exc, step)
+    error = as_error(exc, step, layout.family_dir(family))
     kept, removed = None, False
     for leftover in (p for p in leftovers if p.is_dir() and not p.is_symlink()):
         if _full(exc):

@@ -99,6 +99,8 @@ class BuildReport:
                                 f"  {o.message}")
             if o.error:
                 yield Text(f"  {o.error}", style="red")
+            if o.hint:
+                yield Text(f"  hint: {o.hint}", style="yellow")
             if o.diff is not None and not o.diff.empty and o.previous is not None:
                 yield render_diff(o.diff)
             if o.log:
