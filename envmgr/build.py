@@ -323,7 +323,8 @@ def build_spec(config: Config, spec: Spec, options: BuildOptions = BuildOptions(
     with family_lock(layout, spec.name, wait=options.wait, progress=progress) as holder:
         recover(layout, spec.name, progress)
         outcome = _build_locked(config, spec, options, holder, progress)
-        holder.set_step("kernels")
+        with contextlib.suppress(OSError):  # a full disk must not hide the outcome
+            holder.set_step("kernels")
         outcome.kernels = _sync_kernels(config, spec, progress)
         try:
             _write_last_run(layout, spec.name, outcome)

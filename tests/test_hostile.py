@@ -32,7 +32,7 @@ from envmgr.errors import UsageError
 
 from .conftest import SPEC_TEMPLATE, json_of, run_envmgr, write_config, write_spec
 from .test_gc import base, by_id, clone, make_site, publish  # noqa: F401 - base is a fixture
-from .test_launcher import LAUNCHER, Kernel
+from .test_launcher import LAUNCHER, Kernel, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,6 @@ for path in sys.argv[1:]:
     fcntl.fcntl(ofd, fcntl.F_OFD_SETLK, rd)  # every reader may hold a read lock...
     posix = os.open(path, os.O_RDONLY)
     fcntl.fcntl(posix, fcntl.F_SETLK, rd)
-    fcntl.flock(posix, fcntl.LOCK_SH)
     fds += [ofd, posix]
     out[path] = got
 print(json.dumps(out), flush=True)
@@ -125,11 +124,15 @@ def test_second_account_cannot_block_kernels_and_is_named_as_holder(base, second
     for path in [layout.root, layout.lease_dir("fam"), *map(Path, leases)]:
         assert not Path(path).stat().st_mode & 0o022, f"{path} must not be writable by users"
 
+    # The attack of issue 13 first: an exclusive flock on every lease (works on a read-only fd).
+    flocks = [as_user(second_user, "flock", "-x", path, "sleep", "600", start_new_session=True)
+              for path in leases]
+    for path in leases:
+        wait_until(lambda: any("FLOCK WRITE" in h.locks for h in lease.holders(Path(path)).locks),
+                   what="the second account's flock -x")
     python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
     grab = as_user(second_user, python, "-I", "-c", GRAB, *leases, stdin=subprocess.PIPE,
                    stdout=subprocess.PIPE, text=True)
-    flocks = [as_user(second_user, "flock", "-x", path, "sleep", "600", start_new_session=True)
-              for path in leases]
     try:
         tried = json.loads(grab.stdout.readline())
         for path in leases:
