@@ -26,7 +26,7 @@ from typing import Any
 
 from . import records
 from .audit import audit
-from .buildfail import FAILED_PREFIX, compile_refusal, record_failure
+from .buildfail import FAILED_PREFIX, compile_refusal, record_failure, release_space, reserve_space
 from ._internal import _rattler
 from .config import Config
 from .errors import EXIT_OK, BuildFailed, EnvmgrError
@@ -191,6 +191,7 @@ def recover(layout: Layout, family: str, log: Progress = no_progress) -> list[st
             records.save(layout, rec.evolve(status=records.INTERRUPTED, finished=iso(utcnow()),
                                             error=f"interrupted during step {rec.step}"))
             actions.append(f"marked {rec.build_id} interrupted (step {rec.step})")
+            release_space(layout.record_dir(family, rec.build_id))
         elif unfinished and published and not rec.rolled_back and (latest is None or rec.build_id > latest):
             move_latest(layout, family, rec.build_id, latest)
             actions.append(f"finished publishing {rec.build_id}")
@@ -395,6 +396,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
                          from_lock=str(options.from_lock) if options.from_lock else None)
     with step_guard("write the build record", layout.record_dir(family, build_id)):
         records.save(layout, record)
+        reserve_space(layout.record_dir(family, build_id))
         log = BuildLog(layout.record_dir(family, build_id) / "build.log", progress)
     staging, final = layout.staging(family, build_id), layout.prefix(family, build_id)
     outcome = BuildOutcome(family, "built", build_id=build_id, prefix=final, previous=previous,
@@ -446,6 +448,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
     finally:
         writer.shutdown(wait=True)
         log.close()
+        release_space(layout.record_dir(family, build_id))
     if outcome.status == "built":
         outcome.diff = diff(previous_set, lock.host_set)
         outcome.message = f"built {build_id}: {outcome.diff.summary()}"

@@ -25,7 +25,34 @@ from .osfault import errno_in_text, problem, refused
 from .records import iso, utcnow
 
 FAILED_PREFIX = ".failed-"
+RESERVE_NAME = ".reserve"
+RESERVE_BYTES = 256 * 1024  # room for marking the record failed on a disk that filled up
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def reserve_space(record_dir: Path) -> None:
+    """Set aside a little space in the record dir, released to write the failure on a full disk.
+
+    Removing a staged prefix frees space only if the failing step had written
+    something; a disk that filled up from outside (another user, a log) stays
+    full, and then the record could not say ``failed``.
+    """
+    fd = os.open(record_dir / RESERVE_NAME, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, RESERVE_BYTES)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        os.write(fd, b"\0" * RESERVE_BYTES)
+    finally:
+        os.close(fd)
+
+
+def release_space(record_dir: Path) -> None:
+    try:
+        (record_dir / RESERVE_NAME).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,7 @@ def _full(exc: BaseException) -> bool:
 def record_failure(layout: Layout, family: str, build_id: str, exc: BaseException,
                    leftovers: list[Path], log: Callable[[str], None]) -> Failure:
     """Clear or keep the leftovers, mark the record failed; never raises for OS errors."""
+    release_space(layout.record_dir(family, build_id))
     rec = records.load(layout, family, build_id)
     step = rec.step if rec else None
     error = as_error(exc, step, layout.family_dir(family))

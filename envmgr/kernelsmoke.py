@@ -25,14 +25,15 @@ from .layout import Layout
 from .lease import ensure_lease
 from .spec import Spec
 
-USER_PATH = "/usr/local/bin:/usr/bin:/bin"  # what a single-user server typically has
+USER_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def user_env() -> dict[str, str]:
-    """A plain login-like environment (the spec's env: comes on top, from the kernelspec)."""
+    """A plain environment like a single-user server's: the build's own PATH, nothing of the
+    prefix (the launcher adds that); the spec's env: comes on top, from the kernelspec."""
     keep = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "ENVMGR_LOCK_PYTHON")
             if k in os.environ}
-    return {**keep, "PATH": USER_PATH}
+    return {**keep, "PATH": os.environ.get("PATH") or USER_PATH}
 
 
 def staged_kernelspec(layout: Layout, spec: Spec, build_id: str, staging: Path,

@@ -435,8 +435,9 @@ def test_kill_between_pointer_and_previous_record_keeps_the_retired_time_fixed(b
     for n in (1, 2, 3):
         clone(base, layout, bid(n))
     publish(layout, bid(1))
-    code = ("import sys; from envmgr.build import move_latest; from envmgr.layout import Layout; "
-            f"move_latest(Layout({str(layout.root)!r}), 'fam', {bid(2)!r}, {bid(1)!r})")
+    code = ("from pathlib import Path; from envmgr.build import move_latest; "
+            "from envmgr.layout import Layout; "
+            f"move_latest(Layout(Path({str(layout.root)!r})), 'fam', {bid(2)!r}, {bid(1)!r})")
     killed = subprocess.run([sys.executable, "-c", code], env={**os.environ,
                                                                 build.FAULT_ENV: "pointer-recorded"})
     assert killed.returncode == -9 and layout.latest_build("fam") == bid(2)
