@@ -19,7 +19,7 @@ from .errors import Busy
 from .fsutil import atomic_write_json, read_json
 from .layout import Layout
 from .osfault import step_guard
-from .records import iso, utcnow
+from envmgr.clock import iso, utcnow
 from .results import Progress, no_progress
 
 

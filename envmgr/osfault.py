@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import EnvironmentProblem
+from envmgr.errors import EnvironmentProblem
 
 _OWNER = ("run envmgr as the service account that owns the envmgr root, or fix the owner/"
           "permissions of the directory named above")
@@ -79,15 +79,3 @@ def errno_in_text(text: str) -> OSError | None:
             return OSError(code, os.strerror(code))
     return None
 
-
-def fill_filesystem(ballast: Path) -> None:
-    """Write ``ballast`` until its filesystem is full (fault tests: a disk that really fills up)."""
-    chunk = b"\0" * (1 << 20)
-    with open(ballast, "ab", buffering=0) as fh:
-        for size in (1 << 20, 1 << 12, 1):
-            try:
-                while True:
-                    fh.write(chunk[:size])
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                    raise

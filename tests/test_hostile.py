@@ -23,12 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from envmgr import build, gc, lease, procscan, records
+from envmgr._internal import _faults
+from envmgr.build import pipeline as build
+from envmgr.catalog import records
 from envmgr.config import load_config
-from envmgr.kernels import KernelFamily, sync_family_kernels
-from envmgr.layout import Layout
-from envmgr.limits import MAX_FILE_BYTES, read_limited
+from envmgr.define.limits import MAX_FILE_BYTES, read_limited
 from envmgr.errors import UsageError
+from envmgr.gc import collect as gc
+from envmgr.host import procscan
+from envmgr.kernels import lease
+from envmgr.kernels.kernelspecs import KernelFamily, sync_family_kernels
+from envmgr.layout import Layout
 
 from .conftest import SPEC_TEMPLATE, json_of, run_envmgr, write_config, write_spec
 from .test_gc import base, by_id, clone, make_site, publish  # noqa: F401 - base is a fixture
@@ -202,7 +207,7 @@ def test_holders_report_another_host_only_without_a_local_holder(tmp_path):
 
     time.sleep(0.2)  # the forked sleep dies too
     assert lease.probe(path) is False
-    from envmgr.retention import Usage
+    from envmgr.gc.retention import Usage
 
     assert "another host" in Usage(lease_held=True).describe()
     assert "another host" not in Usage(lease_held=True, locked_here=True).describe()
@@ -327,7 +332,7 @@ def test_a_disk_that_fills_up_at_each_step_gives_exit_5(small_root, shared_tmp, 
     ballast = small_root / "ballast"
 
     for step in ("install", "pyc", "record"):
-        env = {build.FILL_ENV: f"{step}:{ballast}"}
+        env = {_faults.FILL_ENV: f"{step}:{ballast}"}
         text = run_envmgr("build", spec, config=config, env=env)
         assert text.returncode == 5, (step, text.stdout + text.stderr)
         assert "Traceback" not in text.stdout + text.stderr
@@ -435,11 +440,11 @@ def test_kill_between_pointer_and_previous_record_keeps_the_retired_time_fixed(b
     for n in (1, 2, 3):
         clone(base, layout, bid(n))
     publish(layout, bid(1))
-    code = ("from pathlib import Path; from envmgr.build import move_latest; "
+    code = ("from pathlib import Path; from envmgr.build.pipeline import move_latest; "
             "from envmgr.layout import Layout; "
             f"move_latest(Layout(Path({str(layout.root)!r})), 'fam', {bid(2)!r}, {bid(1)!r})")
     killed = subprocess.run([sys.executable, "-c", code], env={**os.environ,
-                                                                build.FAULT_ENV: "pointer-recorded"})
+                                                                _faults.FAULT_ENV: "pointer-recorded"})
     assert killed.returncode == -9 and layout.latest_build("fam") == bid(2)
     assert records.load(layout, "fam", bid(1)).latest_until is None, "the kill lost it"
     took_over = records.load(layout, "fam", bid(2)).latest_since
