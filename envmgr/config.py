@@ -70,6 +70,7 @@ class Config:
     policy_file: Path | None = None
     policy_applies_to: str = "all"  # all | personal
     user_quota: int | None = None  # bytes a personal root may use
+    kernel_env_allow: tuple[str, ...] = ()  # protected names a spec's env: may set (kernelenv.py)
     specs_dir_configured: bool = False  # specs_dir came from a config file, not the cwd default
     # Vulnerability advisories (docs/security.md): an OSV directory, and what a build does
     # that would introduce an affected package: warn (report) or block (refuse, exit 3).
@@ -132,7 +133,7 @@ class Config:
             "user": self.user, "personal": self.personal,
             "policy": {"file": str(self.policy_file), "applies_to": self.policy_applies_to,
                        "enforced": self.policy_enforced is not None} if self.policy_file else None,
-            "user_quota": self.user_quota,
+            "user_quota": self.user_quota, "kernel_env_allow": list(self.kernel_env_allow),
             "advisories_dir": str(self.advisories_dir) if self.advisories_dir else None,
             "advisories": self.advisories_mode,
         }
@@ -165,9 +166,10 @@ def default_root(environ: dict[str, str]) -> Path:
 
 CONFIG_KEYS = ("root", "kernels_dir", "pkgs_dir", "specs_dir", "channels", "min_free_space",
                "support_years", "retention", "compile_pyc", "notify_command", "solver",
-               "conda_lock_command", "policy", "user_quota", "advisories_dir", "advisories")
+               "conda_lock_command", "policy", "user_quota", "kernel_env_allow", "advisories_dir",
+               "advisories")
 # Keys a site file at the fixed path sets for everyone: no other file can replace them.
-LOCKED_KEYS = ("policy", "channels", "user_quota", "advisories", "advisories_dir")
+LOCKED_KEYS = ("policy", "channels", "user_quota", "kernel_env_allow", "advisories", "advisories_dir")
 POLICY_SCOPES = ("all", "personal")
 ADVISORY_MODES = ("warn", "block")
 
@@ -281,6 +283,8 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
               "solver: conda-lock needs conda_lock_command naming the executable, e.g. "
               "[conda-lock, --conda, /opt/conda/bin/mamba] (without it conda-lock tries to "
               "download micromamba and hangs)")
+    if doc.get("kernel_env_allow") is not None:
+        values["kernel_env_allow"] = c.string_list(doc, "kernel_env_allow", "")
     _policy_values(c, doc, base, values)
     if "advisories" in doc:
         mode = c.string(doc, "advisories", "", default="warn")
@@ -401,5 +405,6 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         user_quota=values.get("user_quota"),
         advisories_dir=values.get("advisories_dir"),
         advisories_mode=values.get("advisories", "warn"),
+        kernel_env_allow=tuple(values.get("kernel_env_allow", ())),
     )
 

@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 from .errors import Busy
 from .fsutil import atomic_write_json, read_json
 from .layout import Layout
+from .osfault import step_guard
 from envmgr.clock import iso, utcnow
 from .results import Progress, no_progress
 
@@ -66,10 +67,11 @@ def holder_info(layout: Layout, family: str) -> dict | None:
 @contextlib.contextmanager
 def family_lock(layout: Layout, family: str, *, wait: bool = True,
                 progress: Progress = no_progress) -> Iterator[Holder]:
-    layout.locks_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(layout.build_lock(family)))
     try:
-        lock.acquire(timeout=0)
+        with step_guard("take the family lock", layout.build_lock(family)):
+            layout.locks_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire(timeout=0)
     except Timeout:
         who = describe_holder(layout, family)
         if not wait:
@@ -79,7 +81,8 @@ def family_lock(layout: Layout, family: str, *, wait: bool = True,
         lock.acquire()
     holder = Holder(layout, family, iso(utcnow()) or "")
     try:
-        holder.set_step("starting")
+        with step_guard("take the family lock", layout.build_lock_holder(family)):
+            holder.set_step("starting")
         yield holder
     finally:
         with contextlib.suppress(FileNotFoundError):

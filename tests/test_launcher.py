@@ -477,7 +477,7 @@ def test_launcher_follows_the_pointer_when_its_build_gets_deleted_while_waiting(
     lease_file = layout.lease_file("py", a)
     gc_fd = os.open(lease_file, os.O_RDWR)
     try:
-        fcntl.flock(gc_fd, fcntl.LOCK_EX)  # gc, step 1
+        assert lease.try_exclusive(gc_fd)  # gc, step 1
         proc = run_launcher(layout, "py", layout.latest_link("py"), "import sys; print(sys.prefix)")
         wait_for_lock_waiter(lease_file)
         flip_latest(layout, "py", b)
@@ -496,7 +496,7 @@ def test_lock_wait_is_bounded(layout):
     prefix = make_build(layout, "py", a)
     fd = os.open(layout.lease_file("py", a), os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert lease.try_exclusive(fd)
         started = time.monotonic()
         rc, _, err = finish(run_launcher(layout, "py", prefix, "print(1)", opts=("--lock-wait", "1")))
         assert rc == 75 and "could not take the lease" in err

@@ -279,7 +279,7 @@ def test_doctor_passes_on_a_good_site_and_starts_every_latest_kernel(ops: Ops) -
     checks = {c["name"]: c for c in doc["result"]["checks"]}
     assert doc["ok"] is True and doc["result"]["summary"]["fail"] == 0, checks
     for name in ("config", "ownership", "prefix-permissions", "kernelspecs", "jupyter-path", "flock",
-                 "flock-command", "filesystem", "free-space"):
+                 "lease-helper", "filesystem", "free-space"):
         assert checks[name]["status"] in ("ok", "warn"), checks[name]
     assert checks["flock"]["status"] == "ok" and "blocked" in checks["flock"]["detail"]
     assert checks["kernel alpha-latest"]["status"] == "ok"

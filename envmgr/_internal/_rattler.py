@@ -33,6 +33,7 @@ from rattler.index import index_fs
 from rattler.platform import Subdir
 
 from envmgr.errors import BuildFailed, EnvironmentProblem, UsageError
+from envmgr.osfault import errno_in_text, problem, refused
 
 RepoDataRecord = rattler.RepoDataRecord
 
@@ -275,9 +276,13 @@ def install(records: list[RepoDataRecord], prefix: Path, cache_dir: Path,
             requested_specs=_requested_specs(requested_specs),
             alternative_target_prefix=Path(target_prefix) if target_prefix is not None else None))
     except OSError as exc:
+        if refused(exc):
+            raise problem(exc, "install", prefix) from exc
         raise EnvironmentProblem(f"cannot install into {prefix}: {exc}") from exc
     except (rx.InstallerError, rx.TransactionError, rx.LinkError, rx.ExtractError,
             rx.IoError, rx.CacheDirError) as exc:
+        if (os_exc := errno_in_text(str(exc))) is not None:  # a full disk is not a bad package
+            raise problem(os_exc, "install", prefix) from exc
         raise BuildFailed(f"installing {len(records)} packages into {prefix} failed: {exc}") from exc
 
 

@@ -15,10 +15,18 @@ from ..config import Config
 from ..errors import EXIT_OK, UsageError
 from envmgr.lock.solve import Lock, solve_spec, write_lock
 from ..results import Progress, no_progress
-from envmgr.define.spec import Spec, load_spec, load_specs
+from envmgr.define.kernelenv import env_problems
+from envmgr.define.spec import Spec, SpecError, load_spec, load_specs
 
 def find_specs(config: Config, names_or_paths: list[str], *, all_specs: bool) -> list[Spec]:
-    """Specs named by path, or by family name in the configured specs directory."""
+    """Specs named by path or family name; none built if any sets a protected kernel env name."""
+    specs = _find_specs(config, names_or_paths, all_specs=all_specs)
+    if problems := [p for spec in specs for p in env_problems(spec, config.kernel_env_allow)]:
+        raise SpecError(problems)
+    return specs
+
+
+def _find_specs(config: Config, names_or_paths: list[str], *, all_specs: bool) -> list[Spec]:
     if all_specs:
         if names_or_paths:
             raise UsageError("give spec names/paths or --all, not both")

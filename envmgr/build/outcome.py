@@ -50,6 +50,7 @@ class BuildOutcome:
     kernels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
     advisories: list[dict[str, Any]] = field(default_factory=list)  # introduced (build.advisory_gate)
+    failed_step: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -62,4 +63,5 @@ class BuildOutcome:
                 "timings": self.timings,
                 "error": self.error, "hint": self.hint, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
-                "kernels": self.kernels, "warnings": self.warnings, "advisories": self.advisories}
+                "kernels": self.kernels, "warnings": self.warnings, "advisories": self.advisories,
+                "failed_step": self.failed_step}

@@ -10,6 +10,7 @@ next build of the family (under the same lock) clears what was left behind
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -30,12 +31,13 @@ from envmgr.familylock import Holder, family_lock
 from envmgr.build.advisory_gate import gate as advisory_gate
 from envmgr.catalog import sbom
 from .kernelcheck import run_cell
+from envmgr.build.kernelsmoke import launcher_smoke_test
+from envmgr.build.failure import compile_refusal, record_failure, release_space, reserve_space
 from envmgr.fsutil import (
     atomic_symlink,
     atomic_write_json,
     atomic_write_text,
     check_free_space,
-    explain_os_error,
     make_read_only_for_others,
     remove_stale_temps,
 )
@@ -46,6 +48,7 @@ from envmgr.kernels.lease import ensure_lease
 from envmgr.lockfile import PackageSet, diff
 from envmgr.lock.solve import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
 from .notify import notify_build
+from envmgr.osfault import step_guard
 from envmgr.define.personal import check_quota, prepare_spec
 from envmgr.catalog.records import BuildRecord
 from envmgr.clock import iso, utcnow
@@ -77,17 +80,24 @@ class BuildLog:
         self._progress = progress
 
     def __call__(self, message: str) -> None:
-        self._file.write(f"{iso(utcnow())} {message}\n")
-        self._file.flush()
+        self._write(f"{iso(utcnow())} {message}\n")
         self._progress(message)
 
     def raw(self, text: str) -> None:
         if text:
-            self._file.write(text if text.endswith("\n") else text + "\n")
+            self._write(text if text.endswith("\n") else text + "\n")
+
+    def _write(self, text: str) -> None:
+        """Best effort: a full disk fails the step that needs the space, not the log line."""
+        try:
+            self._file.write(text)
             self._file.flush()
+        except OSError:
+            pass
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 @contextmanager
@@ -122,8 +132,7 @@ def recover(layout: Layout, family: str, log: Progress = no_progress) -> list[st
     if family_dir.is_dir():
         for entry in family_dir.iterdir():
             if entry.name.startswith(STAGING_PREFIX):
-                shutil.rmtree(entry, ignore_errors=True)
-                actions.append(f"removed stale staging {entry.name}")
+                actions.append(remove_staging(entry))
         actions += [f"removed temp {p.name}" for p in remove_stale_temps(family_dir)]
     latest = layout.latest_build(family)
     for rec in records.all_records(layout, family):
@@ -133,13 +142,38 @@ def recover(layout: Layout, family: str, log: Progress = no_progress) -> list[st
             records.save(layout, rec.evolve(status=records.INTERRUPTED, finished=iso(utcnow()),
                                             error=f"interrupted during step {rec.step}"))
             actions.append(f"marked {rec.build_id} interrupted (step {rec.step})")
+            release_space(layout.record_dir(family, rec.build_id))
         elif unfinished and published and not rec.rolled_back and (latest is None or rec.build_id > latest):
             move_latest(layout, family, rec.build_id, latest)
             actions.append(f"finished publishing {rec.build_id}")
             latest = rec.build_id
+    actions += _repair_latest_until(layout, family, latest)
     for action in actions:
         log(f"recovery: {action}")
     return actions
+
+
+def _repair_latest_until(layout: Layout, family: str, latest: str | None) -> list[str]:
+    """Give builds that a kill left without ``latest_until`` the time they were superseded."""
+    actions, recs = [], records.all_records(layout, family)
+    for rec in recs:
+        if rec.latest_since and not rec.latest_until and rec.build_id != latest:
+            until = records.superseded_at(rec, recs)
+            if until is not None:
+                records.update(layout, family, rec.build_id, latest_until=until)
+                actions.append(f"recorded when {rec.build_id} stopped being latest ({until})")
+    return actions
+
+
+def remove_staging(entry: Path) -> str:
+    """Remove a leftover ``.staging-*`` entry (a symlink is unlinked, never followed); say what happened."""
+    if entry.is_symlink() or not entry.is_dir():
+        entry.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
+    if os.path.lexists(entry):
+        return f"could not remove stale staging {entry.name} (remove it by hand)"
+    return f"removed stale staging {entry.name}"
 
 
 def move_latest(layout: Layout, family: str, build_id: str, previous: str | None) -> None:
@@ -148,6 +182,7 @@ def move_latest(layout: Layout, family: str, build_id: str, previous: str | None
     now = iso(utcnow())
     records.update(layout, family, build_id, status=records.OK, step=None, latest_since=now,
                    latest_until=None)
+    checkpoint("pointer-recorded")
     if previous and previous != build_id:
         records.update(layout, family, previous, latest_until=now)
 
@@ -168,6 +203,8 @@ def compile_bytecode(prefix: Path, final: Path, log: BuildLog) -> None:
             "-s", str(prefix), "-p", str(final), *dirs]
     proc = subprocess.run(argv, env=prefix_env(prefix), capture_output=True, text=True, timeout=1800)
     log.raw(proc.stdout + proc.stderr)
+    if (refusal := compile_refusal(proc.stdout + proc.stderr, "pyc")) is not None:
+        raise refusal  # a full disk is not "some file did not compile"
     if proc.returncode not in (0, 1):  # 1: some file did not compile (e.g. py2-only tests): harmless
         raise BuildFailed(f"compiling bytecode failed (exit {proc.returncode}); see {log.path}")
 
@@ -194,16 +231,6 @@ def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise BuildFailed(f"smoke test ({what}) failed with exit {proc.returncode}:\n  "
                               + "\n  ".join(tail), hint=f"full output in {log.path}")
-
-
-def kernel_smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
-    """Start the environment's own kernel and execute a cell in it."""
-    log("smoke test: start the kernel and execute a cell")
-    argv = [str(python_of(prefix)), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    check = run_cell(argv, env={**prefix_env(prefix), **spec.env})
-    if Path(check.prefix) != prefix:
-        raise BuildFailed(f"the kernel ran in {check.prefix!r}, not in the built prefix {prefix}")
-    log(f"kernel ready and executed a cell in {check.seconds} s")
 
 
 def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) -> None:
@@ -250,9 +277,13 @@ def build_spec(config: Config, spec: Spec, options: BuildOptions = BuildOptions(
     with family_lock(layout, spec.name, wait=options.wait, progress=progress) as holder:
         recover(layout, spec.name, progress)
         outcome = _build_locked(config, spec, options, holder, progress)
-        holder.set_step("kernels")
+        with contextlib.suppress(OSError):  # a full disk must not hide the outcome
+            holder.set_step("kernels")
         outcome.kernels = _sync_kernels(config, spec, progress)
-        _write_last_run(layout, spec.name, outcome)
+        try:
+            _write_last_run(layout, spec.name, outcome)
+        except OSError as exc:
+            outcome.warnings.append(f"last-run.json not written: {exc}")
     if (warning := notify_build(config, outcome, progress)) is not None:  # after the lock
         outcome.warnings.append(warning)
     return outcome
@@ -325,8 +356,10 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
                          lock_digest=lock.host_set.digest, package_count=len(lock.host_set.packages),
                          forced=options.force, command=options.command,
                          from_lock=str(options.from_lock) if options.from_lock else None)
-    records.save(layout, record)
-    log = BuildLog(layout.build_log(family, build_id), progress)
+    with step_guard("write the build record", layout.record_dir(family, build_id)):
+        records.save(layout, record)
+        reserve_space(layout.record_dir(family, build_id))
+        log = BuildLog(layout.build_log(family, build_id), progress)
     staging, final = layout.staging(family, build_id), layout.prefix(family, build_id)
     outcome = BuildOutcome(family, BuildStatus.BUILT, build_id=build_id, prefix=final, previous=previous,
                            timings=timings, log=log.path, package_count=len(lock.host_set.packages))
@@ -356,7 +389,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         with timed(timings, "smoke"):
             smoke_test(lock.spec, staging, log)
             if lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
-                kernel_smoke_test(lock.spec, staging, log)
+                launcher_smoke_test(layout, lock.spec, build_id, staging, log)  # as users start it
         record_files.result()  # the record is complete before anything is published
         make_read_only_for_others(staging)
         ensure_lease(layout, family, build_id)  # before the first kernel can start
@@ -371,11 +404,13 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         audit(layout, "publish", family=family, build_id=build_id, previous=previous)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded; latest stays put
         if not isinstance(exc, (EnvmgrError, OSError)):
-            log.raw(traceback.format_exc())
+            with contextlib.suppress(OSError):
+                log.raw(traceback.format_exc())
         _fail(layout, family, build_id, staging, exc, outcome, log)
     finally:
         writer.shutdown(wait=True)
         log.close()
+        release_space(layout.record_dir(family, build_id))
     if outcome.status == BuildStatus.BUILT:
         outcome.diff = diff(previous_set, lock.host_set)
         outcome.message = f"built {build_id}: {outcome.diff.summary()}"
@@ -384,24 +419,17 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
 
 def _fail(layout: Layout, family: str, build_id: str, staging: Path, exc: Exception,
           outcome: BuildOutcome, log: BuildLog) -> None:
-    """Record the failure, keep the staged prefix for inspection, leave latest alone."""
-    if isinstance(exc, EnvmgrError):
-        error = exc
-    elif isinstance(exc, OSError):
-        error = explain_os_error(exc, "build failed")
-    else:
-        error = BuildFailed(f"unexpected error: {type(exc).__name__}: {exc}")
-    kept = None
-    if staging.is_dir():
-        kept = staging.with_name(f"{FAILED_PREFIX}{build_id}")
-        os.rename(staging, kept)
-    rec = records.load(layout, family, build_id)
-    records.update(layout, family, build_id, status=records.FAILED, finished=iso(utcnow()),
-                   error=error.message, step=rec.step if rec else None,
-                   failed_prefix=str(kept) if kept else None)
-    log(f"FAILED: {error.message}")
-    outcome.status, outcome.error, outcome.error_exit_code = BuildStatus.FAILED, error.message, error.exit_code
-    outcome.hint = error.hint
-    outcome.message = f"build {build_id} failed; latest unchanged"
-    if kept:
-        outcome.message += f"; kept for inspection in {kept}"
+    """Record the failure (envmgr.build.failure), keep or clear the staged prefix, leave latest alone."""
+    leftovers = [staging]
+    if layout.latest_build(family) != build_id:  # renamed but never pointed at: not published
+        leftovers.append(layout.prefix(family, build_id))
+    failure = record_failure(layout, family, build_id, exc, leftovers, log)
+    outcome.status, outcome.error, outcome.hint = BuildStatus.FAILED, failure.error.message, failure.error.hint
+    outcome.error_exit_code, outcome.failed_step = failure.error.exit_code, failure.step
+    outcome.message = f"build {build_id} failed at step {failure.step}; latest unchanged"
+    if failure.kept:
+        outcome.message += f"; kept for inspection in {failure.kept}"
+    if failure.removed:
+        outcome.message += "; the staged prefix was removed to free space"
+    if failure.note:
+        outcome.warnings.append(failure.note)

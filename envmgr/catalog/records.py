@@ -106,3 +106,17 @@ def all_records(layout: Layout, family: str) -> list[BuildRecord]:
 def package_set(layout: Layout, family: str, build_id: str) -> PackageSet | None:
     data = read_json(layout.recorded_packages(family, build_id))
     return PackageSet.from_json(data) if data else None
+
+
+def superseded_at(record: BuildRecord, others: list[BuildRecord]) -> str | None:
+    """When the next build took over as latest from ``record`` (its missing ``latest_until``).
+
+    The earliest ``latest_since`` after ``record``'s own: a fixed point in the
+    past, so a build whose ``latest_until`` a crash lost does not get a
+    retirement time that moves forward with every new build.
+    """
+    if not record.latest_since:
+        return None
+    later = [r.latest_since for r in others
+             if r.build_id != record.build_id and r.latest_since and r.latest_since >= record.latest_since]
+    return min(later) if later else None

@@ -19,6 +19,7 @@ from .. import __version__
 from .._internal import _click
 from ..config import Config, load_config
 from ..errors import EnvmgrError
+from ..osfault import problem, refused
 from ..results import Result, envelope
 from . import _failures
 from ._failures import write_json
@@ -142,6 +143,12 @@ def run(argv: list[str] | None = None) -> int:
         return int(getattr(exc, "exit_code", 0) or 2)
     except (KeyboardInterrupt, *_click.ABORTS):
         return _failures.interrupted(obj.err, obj.out, obj.command, as_json=obj.as_json)
+    except OSError as exc:
+        if refused(exc):  # the machine refused in a step no layer below named: still exit 5
+            return _failures.envmgr_error(obj.err, obj.out, obj.command,
+                                          problem(exc, obj.command or "envmgr"), as_json=obj.as_json)
+        return _failures.internal_error(obj.err, obj.out, obj.command, exc, as_json=obj.as_json)
     except Exception as exc:  # noqa: BLE001 - a bug: show it, exit 1, never a silent success
         return _failures.internal_error(obj.err, obj.out, obj.command, exc, as_json=obj.as_json)
     return result if isinstance(result, int) else 0
+

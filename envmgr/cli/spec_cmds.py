@@ -36,7 +36,7 @@ def spec_check(
         obj.emit(check_specs_against_policy(obj.config(), paths, policy, obj.progress), render_policy_check,
                  as_json=as_json)
         return
-    obj.emit(check_specs(paths), render_spec_check, as_json=as_json)
+    obj.emit(check_specs(paths, obj.config().kernel_env_allow), render_spec_check, as_json=as_json)
 
 
 def render_spec_check(result: SpecCheckResult) -> Iterable[Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 from ..errors import EXIT_OK, EXIT_USAGE
+from envmgr.define.kernelenv import env_problems
 from envmgr.define.spec import Problem, Spec, SpecError, load_specs
 
 
@@ -26,8 +27,11 @@ class SpecCheckResult:
                 "problems": [p.to_json() for p in self.problems]}
 
 
-def check_specs(paths: list[Path]) -> SpecCheckResult:
+def check_specs(paths: list[Path], env_allowed: tuple[str, ...] = ()) -> SpecCheckResult:
+    """Validate the files, then refuse kernel env settings the site does not allow (kernelenv)."""
     try:
-        return SpecCheckResult(specs=load_specs(paths), problems=[])
+        specs = load_specs(paths)
     except SpecError as exc:
         return SpecCheckResult(specs=[], problems=exc.problems)
+    problems = [p for spec in specs for p in env_problems(spec, env_allowed)]
+    return SpecCheckResult(specs=[] if problems else specs, problems=problems)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ruamel.yaml.comments import CommentedMap
 
 from envmgr._internal import _rattler
+from envmgr.define.limits import read_limited
 from envmgr.errors import BuildFailed, ConfigError
 from envmgr.lockfile import LockedPackage, PackageSet
 from envmgr.yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
@@ -176,7 +177,7 @@ def load_policy(path: Path) -> Policy:
 @functools.lru_cache(maxsize=4)
 def _parse_file(path: str, _mtime_ns: int, _size: int, _inode: int) -> Policy:
     """The parsed policy of one version of a file (the key's stat fields identify the version)."""
-    policy = parse_policy_text(Path(path).read_text(encoding="utf-8"), Path(path))
+    policy = parse_policy_text(read_limited(Path(path), "package policy"), Path(path))
     return Policy(policy.path, None if policy.allowed is None else MappingProxyType(dict(policy.allowed)),
                   MappingProxyType(dict(policy.denied)))
 

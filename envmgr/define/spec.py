@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
 
+from envmgr.define.limits import read_limited, too_many_dependencies
 from envmgr.errors import UsageError
 from envmgr.units import parse_size
 from envmgr.yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
@@ -265,6 +266,8 @@ def parse_spec_text(text: str, path: Path) -> Spec:
         path=path,
         source_text=text,
     )
+    if (too_many := too_many_dependencies(len(spec.dependencies))) is not None:
+        c.add(c.key_pos(doc, "dependencies"), "dependencies", too_many)
     if c.problems:
         raise SpecError(c.problems)
     return spec
@@ -273,7 +276,7 @@ def parse_spec_text(text: str, path: Path) -> Spec:
 def load_spec(path: Path) -> Spec:
     """Read and validate the spec at ``path``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, "spec file")
     except FileNotFoundError:
         raise UsageError(f"spec file not found: {path}") from None
     except UnicodeDecodeError as exc:

@@ -55,6 +55,7 @@ from envmgr.fsutil import atomic_write_json
 from envmgr.catalog.inventory import family_view
 from envmgr.catalog.governing import SpecChoice, family_spec, spec_index
 from envmgr.layout import FAILED_PREFIX, Layout
+from envmgr.osfault import step_guard
 from envmgr.host.procscan import ProcessScan, scan_processes
 from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
@@ -175,11 +176,12 @@ class GcResult:
 @contextlib.contextmanager
 def gc_lock(layout: Layout) -> Iterator[None]:
     """One gc at a time, on any host sharing the root."""
-    layout.locks_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(layout.gc_lock))
     holder = layout.gc_lock_holder
     try:
-        lock.acquire(timeout=0)
+        with step_guard("take the gc lock", layout.gc_lock):
+            layout.locks_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire(timeout=0)
     except Timeout:
         try:
             who = json.loads(holder.read_text(encoding="utf-8"))
@@ -189,8 +191,9 @@ def gc_lock(layout: Layout) -> Iterator[None]:
         raise Busy(f"another envmgr gc is running ({text})",
                    hint="wait for it to finish; gc runs are cheap to repeat") from None
     try:
-        atomic_write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(),
-                                   "since": iso(utcnow())})
+        with step_guard("take the gc lock", holder):
+            atomic_write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(),
+                                       "since": iso(utcnow())})
         yield
     finally:
         holder.unlink(missing_ok=True)
@@ -548,15 +551,12 @@ def build_usage(layout: Layout, family: str, build_id: str, entry: str, scan: Pr
                 *, probe_lease: bool) -> Usage:
     """Usage of one build: its lease (published builds only) and the scan's pids."""
     held = probe_lease and lease.probe(layout.lease_file(family, build_id))
-    lease_pids: tuple[int, ...] = ()
-    notes = []
-    if held:
-        found = lease.holders(layout.lease_file(family, build_id))
-        lease_pids = found.pids
-        if found.note:
-            notes.append(found.note)
+    found = lease.holders(layout.lease_file(family, build_id)) if held else None
+    notes = [found.note] if found is not None and found.note else []
     prefix_pids = scan.pids(family, entry)
     if (held or prefix_pids) and not scan.complete:
         notes.append("some processes could not be inspected")
-    return Usage(held, lease_pids, prefix_pids, socket.gethostname() if (held or prefix_pids) else "",
-                 "; ".join(notes))
+    local = bool(prefix_pids) or (found is not None and (found.locks or found.locked_here))
+    return Usage(held, found.pids if found else (), prefix_pids, socket.gethostname() if local else "",
+                 "; ".join(notes), tuple(h.describe() for h in found.locks) if found else (),
+                 bool(found and found.locked_here))

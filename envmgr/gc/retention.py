@@ -113,6 +113,8 @@ class Usage:
     prefix_pids: tuple[int, ...] = ()
     host: str = ""
     note: str = ""
+    holders: tuple[str, ...] = ()  # "pid N (user U: command; OFDLCK READ)" per local lock holder
+    locked_here: bool = False  # /proc/locks shows a lock on the lease from this host
 
     @property
     def in_use(self) -> bool:
@@ -121,12 +123,17 @@ class Usage:
     def describe(self) -> str:
         where = f" on {self.host}" if self.host else ""
         parts = []
-        if self.lease_held and self.lease_pids:
+        if self.lease_held and self.holders:
+            parts.append(f"lease held{where} by {'; '.join(self.holders)}")
+        elif self.lease_held and self.lease_pids:
             n = len(self.lease_pids)
             noun = "1 kernel" if n == 1 else f"{n} kernel processes"
             parts.append(f"in use by {noun} (pid {', '.join(map(str, self.lease_pids))}{where})")
+        elif self.lease_held and self.locked_here:
+            parts.append(f"lease held by a process{where} that could not be inspected "
+                         "(run as root to name it)")
         elif self.lease_held:
-            parts.append("in use by a kernel on another host (its lease is held)")
+            parts.append("lease held by a process on another host (no holder on this host)")
         others = sorted(set(self.prefix_pids) - set(self.lease_pids))
         if others:
             noun = "process" if len(others) == 1 else "processes"
@@ -137,7 +144,8 @@ class Usage:
 
     def to_json(self) -> dict[str, Any]:
         return {"lease_held": self.lease_held, "lease_pids": list(self.lease_pids),
-                "prefix_pids": list(self.prefix_pids), "host": self.host, "note": self.note}
+                "prefix_pids": list(self.prefix_pids), "host": self.host, "note": self.note,
+                "holders": list(self.holders), "locked_here": self.locked_here}
 
 
 @dataclass(frozen=True)
@@ -226,16 +234,15 @@ def rollback_window(view: FamilyView, keep: int) -> dict[str, int]:
 def retired_at(view: FamilyView, info: BuildInfo) -> str | None:
     """When ``info`` stopped being latest.
 
-    ``latest_until`` normally; if a crash lost it, when the current latest took
-    over; if the build never was latest, when it finished.
+    ``latest_until`` normally; if a crash lost it, when the next build took
+    over (``records.superseded_at``: fixed, not the current latest, which
+    changes); if the build never was latest, when it finished.
     """
     rec = info.record
     if rec.latest_until:
         return rec.latest_until
-    if rec.latest_since and view.latest:
-        current = next((b for b in view.builds if b.build_id == view.latest), None)
-        if current is not None and current.record.latest_since:
-            return current.record.latest_since
+    if (taken_over := records.superseded_at(rec, [b.record for b in view.builds])) is not None:
+        return taken_over
     return rec.finished or rec.started
 
 

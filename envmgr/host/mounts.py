@@ -100,6 +100,12 @@ def mount_of(path: Path, mounts: list[Mount]) -> Mount | None:
     return best
 
 
+def network_fs_of(path: Path, mounts: list[Mount] | None = None) -> str | None:
+    """The network filesystem type holding ``path`` (e.g. ``nfs4``), or None if it is local."""
+    mount = mount_of(path, read_mounts() if mounts is None else mounts)
+    return mount.fstype if mount is not None and mount.network else None
+
+
 REMOUNT = "remount the envmgr root without it on every host (kernel hosts and the build host)"
 
 

@@ -6,9 +6,18 @@
 # resolves the family's pointer at *every* start can move a restarted kernel
 # onto the newest build. It then execs the interpreter, so the kernel IS this
 # process (same pid: interrupt, restart and shutdown behave as with a plain
-# ipykernel) and it keeps fd 9 -- a shared flock on the build's lease file --
-# for its whole life. gc deletes a build only after taking that lock
-# exclusively (envmgr/lease.py, mark_deleting).
+# ipykernel) and it keeps fd 9 -- opened read-only on the build's lease file,
+# carrying an open-file-description (OFD) read lock -- for its whole life. gc
+# deletes a build only after taking a write lock on it, which needs a writable
+# descriptor that only the service account can open (envmgr/lease.py).
+#
+# POSIX sh cannot call fcntl(F_OFD_SETLK), so a short-lived Python helper that
+# inherits fd 9 takes the lock and exits: an OFD lock belongs to the open file
+# description, not to the process, so it stays as long as fd 9 (here, then in
+# the exec'd kernel and children that inherit it) stays open. The helper runs
+# isolated (-I -S: no user site, no PYTHON* variables) with the first of
+# $ENVMGR_LOCK_PYTHON, /usr/bin/python3, python3 on PATH; any kernel language
+# works (R, Julia): only the helper is Python.
 #
 # Usage:
 #   launcher.sh --lease-dir DIR [--mem-kib N] [--lock-wait SECS] [--] TARGET ARGV...
@@ -22,15 +31,18 @@
 #              ENVMGR_MEM_LIMIT_KIB in the environment sets one too (e.g. from
 #              the spawner); when both are set the smaller wins. It limits
 #              virtual size, not RSS: leave headroom for thread stacks/mmaps.
-#   --lock-wait  seconds to wait for the shared lock (default 10): gc holds
-#              the exclusive lock only while it marks a build.
+#   --lock-wait  seconds to wait for the read lock (default 10): gc holds
+#              the write lock only while it marks a build.
+#   --staged   also accept a staged build (.staging-<id>): the build's smoke
+#              test starts its kernel through this launcher before publication.
 #
 # The kernel's environment gains ENVMGR_FAMILY, ENVMGR_BUILD_ID, ENVMGR_PREFIX,
 # CONDA_PREFIX and "$prefix/bin" in front of PATH (a light "activation";
 # activate.d scripts are not run).
 #
 # Exit codes (nothing started): 64 usage, 66 lease file unusable,
-# 69 build missing or being deleted, 75 lock wait timed out.
+# 69 build missing or being deleted (or no Python for the lock helper),
+# 75 lock wait timed out.
 #
 # Values are only ever used quoted; nothing from a spec is evaluated.
 
@@ -42,6 +54,7 @@ die() { _code=$1; shift; say "$*"; exit "$_code"; }
 lease_dir=
 mem_kib=
 lock_wait=10
+staged=no
 while [ $# -gt 0 ]; do
     case $1 in
         --lease-dir) [ $# -ge 2 ] || die 64 "launcher: --lease-dir needs a value"
@@ -50,6 +63,7 @@ while [ $# -gt 0 ]; do
                      mem_kib=$2; shift 2 ;;
         --lock-wait) [ $# -ge 2 ] || die 64 "launcher: --lock-wait needs a value"
                      lock_wait=$2; shift 2 ;;
+        --staged)    staged=yes; shift ;;
         --) shift; break ;;
         -*) die 64 "launcher: unknown option: $1" ;;
         *) break ;;
@@ -62,8 +76,35 @@ shift
 
 is_count() { case $1 in ''|*[!0-9]*) return 1 ;; esac; return 0; }
 is_count "$lock_wait" || die 64 "launcher: --lock-wait must be whole seconds, not '$lock_wait'"
-command -v flock >/dev/null 2>&1 \
-    || die 69 "flock(1) (util-linux) is not installed on this host; kernels cannot take their build lease"
+locker=${ENVMGR_LOCK_PYTHON:-}
+if [ -z "$locker" ]; then
+    locker=/usr/bin/python3
+    [ -x "$locker" ] || locker=$(command -v python3 2>/dev/null) || locker=
+fi
+[ -n "$locker" ] && [ -x "$locker" ] \
+    || die 69 "no Python interpreter for the lease lock helper (tried \$ENVMGR_LOCK_PYTHON, /usr/bin/python3, python3 on PATH); set ENVMGR_LOCK_PYTHON in the kernel's environment -- ask an admin"
+
+# Take an OFD read lock on fd 9 within $1 seconds (F_OFD_SETLKW under a timer).
+# Exit 0 locked, 75 timed out, 66 the descriptor refused the lock.
+read_lock() {
+    "$locker" -I -S -c '
+import fcntl, signal, struct, sys
+def late(*_):
+    raise SystemExit(75)
+wait = float(sys.argv[1])
+lk = struct.pack("hhqqi", fcntl.F_RDLCK, 0, 0, 0, 0)
+signal.signal(signal.SIGALRM, late)
+if wait > 0:
+    signal.setitimer(signal.ITIMER_REAL, wait)
+try:
+    fcntl.fcntl(9, fcntl.F_OFD_SETLKW if wait > 0 else fcntl.F_OFD_SETLK, lk)
+except BlockingIOError:
+    sys.exit(75)
+except OSError as exc:
+    print("envmgr: cannot lock the lease:", exc, file=sys.stderr)
+    sys.exit(66)
+' "$1"
+}
 
 # -- memory limit: computed before locking so a bad value fails early --------
 env_kib=${ENVMGR_MEM_LIMIT_KIB:-}
@@ -90,6 +131,7 @@ while :; do
     build=${prefix##*/}
     family=${prefix%/*}
     family=${family##*/}
+    [ "$staged" = yes ] && case $build in .staging-?*) build=${build#.staging-} ;; esac
     case $build in
         ''|.*|latest) die 69 "'$target' resolves to '$prefix', which is not a published build" ;;
     esac
@@ -109,10 +151,14 @@ while :; do
     # `command` keeps a failed redirection from killing dash; no 2>/dev/null
     # here: on `exec` it would silence the kernel's stderr for good.
     command exec 9<"$lease" || die 66 "cannot open lease file $lease; ask an admin"
-    flock -s -w "$lock_wait" 9 \
-        || die 75 "could not take the lease on build $build of family $family within ${lock_wait}s (garbage collection in progress?); try again"
+    read_lock "$lock_wait"
+    case $? in
+        0) ;;
+        75) die 75 "could not take the lease on build $build of family $family within ${lock_wait}s (garbage collection in progress?); try again" ;;
+        *) die 66 "cannot lock lease file $lease; refusing to start build $build of family $family unprotected from garbage collection -- ask an admin" ;;
+    esac
 
-    # Holding the shared lock, gc cannot start marking; check what it did before.
+    # Holding the read lock, gc cannot start marking; check what it did before.
     if [ ! -e "$marker" ] && [ -d "$prefix" ]; then
         break
     fi

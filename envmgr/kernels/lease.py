@@ -1,26 +1,37 @@
 """Build leases: how gc knows that no kernel anywhere still runs on a build.
 
 Every kernel is started by ``launcher.sh``, which opens
-``leases/<family>/<build-id>.lease`` on fd 9, takes a *shared* flock and then
-execs the interpreter. The kernel process itself therefore holds the lease for
-its whole life (and forked children that inherit fd 9 hold it too); the kernel
-dies, the lock goes, on every host that shares the filesystem.
+``leases/<family>/<build-id>.lease`` **read-only** on fd 9, takes an
+open-file-description (OFD) *read* lock on it (``fcntl(F_OFD_SETLK,
+F_RDLCK)``, through a tiny helper that inherits fd 9 and exits; the lock
+belongs to the open file description, not to the helper) and then execs the
+interpreter. The kernel process therefore holds the lease for its whole life,
+and so do forked children that inherit fd 9; the kernel dies, the lock goes,
+on every host that shares the filesystem (NFS keeps OFD locks on the server).
+
+Why OFD locks and not flock: a *write* lock needs a descriptor opened for
+writing. Lease files are 0644 and belong to the service account, so users
+(and their kernels) can only ever take read locks, which never stop another
+kernel from starting. Only gc, opening the file read-write, can take the
+write lock. ``flock(LOCK_EX)`` works on a read-only descriptor, so with flock
+any user could lock every kernel of a family out (issue 13).
 
 Protocol with gc (the launcher implements the other half):
 
-1. gc takes ``LOCK_EX | LOCK_NB`` on the lease (``mark_deleting``). Failure
-   means a kernel holds it: the build is in use, keep it.
-2. Still holding EX, gc writes ``<build-id>.deleting`` beside the lease and
+1. gc takes a non-blocking OFD write lock on the lease (``mark_deleting``),
+   plus ``flock(LOCK_EX|LOCK_NB)`` for kernels started by the previous,
+   flock-based launcher (content-addressed launchers are never deleted, so
+   such kernels restart with it). Failure means a kernel holds it: keep it.
+2. Still holding both, gc writes ``<build-id>.deleting`` beside the lease and
    renames the prefix into ``ROOT/trash``.
-3. A launcher that gets its shared lock afterwards sees the marker (or the
+3. A launcher that gets its read lock afterwards sees the marker (or the
    missing prefix) and refuses to start; one that got it before made step 1
    fail. So no kernel ever starts on a build being deleted.
 
-``probe`` is the cheap question "in use?". ``holders`` and ``procscan`` are
-best-effort, this-host-only explanations for a report; they never decide.
-On NFS, flock is emulated with POSIX locks (forked children do not keep the
-lease, and ``local_lock=flock|all`` silently makes locks host-local): mount
-the envmgr root without ``local_lock`` on every host.
+Any reader can still hold a read lock without running a kernel and so keep a
+build from gc; that cannot be prevented, only explained: ``holders`` names
+every local process holding a lock (pid, user, command; ``procscan``), and the
+report says "another host" only when no local holder exists.
 """
 
 from __future__ import annotations
@@ -30,8 +41,10 @@ import fcntl
 import json
 import os
 import socket
+import stat
+import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +52,13 @@ from pathlib import Path
 from envmgr.errors import Busy, EnvironmentProblem, UsageError
 from envmgr.fsutil import fsync_dir
 from envmgr.layout import Layout
+from envmgr.host.mounts import network_fs_of
+from envmgr.host.procscan import LockHolder, lock_holders
 
 DELETING_SUFFIX = ".deleting"
 LEASE_MODE = 0o644  # kernels of every user open it read-only; gc (the owner) read-write
 DIR_MODE = 0o755
-NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs")
+_WRLCK = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)  # struct flock, whole file
 
 
 def deleting_marker(layout: Layout, family: str, build_id: str) -> Path:
@@ -66,6 +81,7 @@ def ensure_lease(layout: Layout, family: str, build_id: str) -> Path:
     try:
         fd = os.open(lease, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, LEASE_MODE)
     except FileExistsError:
+        _not_writable_by_others(lease)
         return lease
     except OSError as exc:
         raise _environment(f"cannot create lease file {lease}", exc) from exc
@@ -79,11 +95,11 @@ def ensure_lease(layout: Layout, family: str, build_id: str) -> Path:
 def probe(lease_file: Path) -> bool:
     """True if some kernel (on any host sharing the filesystem) holds the lease.
 
-    Takes an exclusive non-blocking flock and drops it at once. The fd is opened
-    read-write because on NFS an exclusive (POSIX) lock needs a writable fd. A
-    missing file means nobody holds it; it is not created here, so probing has
-    no side effects. A launcher that arrives during the probe waits (bounded)
-    for its shared lock, it does not fail.
+    Takes a non-blocking OFD write lock (and an exclusive flock, for kernels of
+    the previous launcher) and drops them at once; the fd is opened read-write,
+    which only the owner of the lease may. A missing file means nobody holds
+    it; it is not created here, so probing has no side effects. A launcher
+    that arrives during the probe waits (bounded) for its read lock.
     """
     try:
         fd = os.open(lease_file, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -92,7 +108,7 @@ def probe(lease_file: Path) -> bool:
     except OSError as exc:
         raise _environment(f"cannot open lease file {lease_file} to probe it", exc) from exc
     try:
-        return not _try_lock(fd, fcntl.LOCK_EX)
+        return not try_exclusive(fd)
     finally:
         os.close(fd)
 
@@ -113,7 +129,7 @@ def mark_deleting(layout: Layout, family: str, build_id: str) -> Iterator[Path]:
     except OSError as exc:
         raise _environment(f"cannot open lease file {lease}", exc) from exc
     try:
-        if not _try_lock(fd, fcntl.LOCK_EX):
+        if not try_exclusive(fd):
             raise Busy(f"build {build_id} of family {family} is in use by a running kernel",
                        hint="it is collected once every kernel on it has stopped")
         if layout.latest_build(family) == build_id:
@@ -133,53 +149,70 @@ def mark_deleting(layout: Layout, family: str, build_id: str) -> Iterator[Path]:
 class Holders:
     """Who holds a lease, as far as this host can tell.
 
-    ``pids``: processes on this host with the lease file open (the kernel, and
-    forked children that inherited fd 9). ``locked_here``: /proc/locks shows a
-    lock on the file from this host. ``complete`` is False when some processes
+    ``locks``: processes on this host holding a lock on the lease (pid, user,
+    command). ``pids``: their pids. ``locked_here``: /proc/locks shows a lock
+    on the file from this host. ``complete`` is False when some processes
     could not be inspected; ``note`` says what is unknown.
     """
 
-    pids: tuple[int, ...]
+    locks: tuple[LockHolder, ...]
     locked_here: bool
     complete: bool
     note: str
 
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return tuple(h.pid for h in self.locks)
+
 
 def holders(lease_file: Path) -> Holders:
-    """Best-effort list of the processes holding a lease on this host.
-
-    /proc/locks alone cannot name them: a lock taken with flock(1) records the
-    pid of the flock helper, which exited long ago. So processes are found by
-    their open fds (same device and inode) and /proc/locks only says whether
-    a lock exists. Kernels on other hosts are invisible here.
-    """
-    try:
-        st = lease_file.stat()
-    except FileNotFoundError:
+    """Best-effort list of the processes holding a lease on this host (``procscan``)."""
+    if not lease_file.exists():
         return Holders((), False, True, "no lease file")
-    key = (st.st_dev, st.st_ino)
-    pids, complete = _scan_processes(lambda pid: _has_open_file(pid, key))
+    found = lock_holders(lease_file)
     notes = []
-    if not complete:
+    if not found.complete:
         notes.append("some processes could not be inspected (run as root for a full list)")
-    fs = _fs_type(lease_file)
-    if fs in NETWORK_FS:
+    if (fs := network_fs_of(lease_file)) is not None:
         notes.append(f"{fs} filesystem: kernels on other hosts are not listed")
-    return Holders(tuple(pids), _locked_in_proc_locks(key), complete, "; ".join(notes))
+    return Holders(found.holders, found.locked_here, found.complete, "; ".join(notes))
 
 
 # -- helpers -------------------------------------------------------------------
 
 
-def _try_lock(fd: int, kind: int) -> bool:
-    """Take a non-blocking flock; False if someone else holds a conflicting one."""
+def try_exclusive(fd: int) -> bool:
+    """Take gc's exclusive hold on an open lease (read-write fd); False if a kernel holds it.
+
+    An OFD write lock (conflicts with every kernel's read lock, on any host
+    that shares the filesystem) and an exclusive flock (conflicts with kernels
+    of the previous, flock-based launcher). Both are released when ``fd`` is
+    closed.
+    """
     try:
-        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _WRLCK)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
         raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi", fcntl.F_UNLCK, 0, 0, 0, 0))
+            return False
+        raise
     return True
+
+
+def _not_writable_by_others(path: Path) -> None:
+    """Lease files must never be writable by users: a writable fd allows a write lock."""
+    try:
+        st = os.lstat(path)
+        if st.st_mode & 0o022 and st.st_uid == os.geteuid():
+            os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+    except OSError:
+        return
 
 
 def _write_marker(marker: Path) -> None:
@@ -203,8 +236,9 @@ def _write_marker(marker: Path) -> None:
 def _mkdir_shared(path: Path) -> None:
     """Create a directory (and parents) every user can traverse, whatever the umask.
 
-    Kernels of all users open leases inside. Directories that already exist are
-    left as they are (they may belong to someone else).
+    Kernels of all users open leases inside. Directories that already exist
+    keep their owner; if they are ours, group/other write bits are dropped
+    (a user who may create files here could create a lease they can write).
     """
     missing = []
     while not path.exists():
@@ -218,72 +252,9 @@ def _mkdir_shared(path: Path) -> None:
             continue
         except OSError as exc:
             raise _environment(f"cannot create {d}", exc) from exc
+    _not_writable_by_others(path if not missing else missing[0])
 
 
 def _environment(what: str, exc: OSError) -> EnvironmentProblem:
     return EnvironmentProblem(f"{what}: {exc.strerror or exc}",
                               hint="run gc/publication as the owner of the envmgr root")
-
-
-def _pids() -> list[int]:
-    return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
-
-
-def _scan_processes(match: Callable[[int], bool]) -> tuple[list[int], bool]:
-    """Pids for which ``match(pid)`` is True; False as second item if some were unreadable."""
-    found, complete = [], True
-    for pid in _pids():
-        try:
-            if match(pid):
-                found.append(pid)
-        except PermissionError:
-            complete = False
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # exited while we looked
-    return found, complete
-
-
-def _has_open_file(pid: int, key: tuple[int, int]) -> bool:
-    fd_dir = f"/proc/{pid}/fd"
-    for fd in os.listdir(fd_dir):
-        try:
-            st = os.stat(f"{fd_dir}/{fd}")
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == key:
-            return True
-    return False
-
-
-def _inside(path: str, root: str) -> bool:
-    path = path.removesuffix(" (deleted)")
-    return path == root or path.startswith(root + "/")
-
-
-def _locked_in_proc_locks(key: tuple[int, int]) -> bool:
-    dev, ino = key
-    want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
-    try:
-        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
-            return any(want in line.split() for line in fh)
-    except OSError:
-        return False
-
-
-def _fs_type(path: Path) -> str:
-    """Filesystem type of the mount holding ``path`` (longest mount point match)."""
-    real = os.path.realpath(path)
-    best, fstype = "", ""
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                parts = line.split()
-                if len(parts) < 3:
-                    continue
-                mnt = parts[1].replace("\\040", " ")
-                if _inside(real, mnt.rstrip("/") or "/") or mnt == "/":
-                    if len(mnt) >= len(best):
-                        best, fstype = mnt, parts[2]
-    except OSError:
-        return ""
-    return fstype

@@ -268,15 +268,15 @@ def check_jupyter_path(config: Config) -> Check:
 
 # -- locking ------------------------------------------------------------------------------
 
-_HOLD = ("import fcntl, os, sys\n"
+_HOLD = ("import fcntl, os, struct, sys\n"  # what launcher.sh's helper does: OFD read lock
          "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
-         "fcntl.flock(fd, fcntl.LOCK_SH)\n"
+         "fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqi', fcntl.F_RDLCK, 0, 0, 0, 0))\n"
          "print('locked', flush=True)\n"
          "sys.stdin.read()\n")
-_TRY = ("import errno, fcntl, os, sys\n"
+_TRY = ("import errno, fcntl, os, struct, sys\n"  # what gc does: OFD write lock
         "fd = os.open(sys.argv[1], os.O_RDWR)\n"
         "try:\n"
-        "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 0, 0))\n"
         "except OSError as exc:\n"
         "    print('blocked' if exc.errno in (errno.EAGAIN, errno.EACCES) else 'error: ' + exc.strerror)\n"
         "else:\n"
@@ -290,7 +290,7 @@ def _try_exclusive(path: Path) -> str:
 
 
 def flock_between_processes(directory: Path) -> tuple[bool, str]:
-    """One process holds LOCK_SH (as a kernel does); another's LOCK_EX|LOCK_NB must fail.
+    """One process holds an OFD read lock (as a kernel does); another's write lock must fail.
 
     After the holder exits the exclusive lock must succeed. Returns (works, what happened).
     """
@@ -335,11 +335,16 @@ def check_flock(config: Config) -> Check:
 
 
 def check_flock_command() -> Check:
-    found = shutil.which("flock")
-    if found:
-        return Check("flock-command", OK, f"{found} (the kernel launcher takes leases with it)")
-    return Check("flock-command", FAIL, "flock(1) is not installed: no envmgr kernel can start",
-                 "install util-linux on every host that runs kernels")
+    """The launcher's lease helper: the Python that takes each kernel's OFD read lock."""
+    override = os.environ.get("ENVMGR_LOCK_PYTHON")
+    found = override or ("/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK)
+                         else shutil.which("python3"))
+    if found and os.access(found, os.X_OK):
+        return Check("lease-helper", OK, f"{found} (the kernel launcher takes leases with it)")
+    return Check("lease-helper", FAIL, "no Python for the launcher's lease helper "
+                 "(ENVMGR_LOCK_PYTHON, /usr/bin/python3, python3 on PATH): no envmgr kernel can start",
+                 "install python3 on every host that runs kernels, or set ENVMGR_LOCK_PYTHON in the "
+                 "spawner's environment")
 
 
 def check_filesystem(config: Config, mounts_text: str | None = None,
@@ -415,7 +420,7 @@ def run_doctor(config: Config, *, kernels: bool = True, mounts_text: str | None 
         ("kernelspecs", lambda: check_kernels_dir(config)),
         ("Jupyter path", lambda: check_jupyter_path(config)),
         ("flock between processes", lambda: check_flock(config)),
-        ("flock(1)", check_flock_command),
+        ("lease helper", check_flock_command),
         ("filesystem", lambda: check_filesystem(config, mounts_text, exports_text)),
         ("free space", lambda: check_free_space(config)),
         ("advisories", lambda: Check("advisories", *doctor_summary(config))),
