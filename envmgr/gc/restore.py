@@ -30,7 +30,8 @@ from typing import Any
 from envmgr._internal import _rattler
 from envmgr._internal._faults import checkpoint
 from envmgr.audit import audit
-from envmgr.build.pipeline import BuildLog, compile_bytecode, kernel_smoke_test, recover, smoke_test
+from envmgr.build.kernelsmoke import launcher_smoke_test
+from envmgr.build.pipeline import BuildLog, compile_bytecode, recover, smoke_test
 from envmgr.catalog import records, stable
 from envmgr.clock import iso, utcnow
 from envmgr.config import Config
@@ -139,14 +140,15 @@ def _reinstall(config: Config, record: records.BuildRecord, progress: Progress) 
         if config.compile_pyc:
             log("compiling bytecode")
             compile_bytecode(staging, final, log)
+        # The launcher refuses a build marked for deletion: clear gc's marker before the smoke test.
+        lease.deleting_marker(layout, family, build_id).unlink(missing_ok=True)
+        lease.ensure_lease(layout, family, build_id)
         start = time.monotonic()
         smoke_test(spec, staging, log)
         if spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
-            kernel_smoke_test(spec, staging, log)
+            launcher_smoke_test(layout, spec, build_id, staging, log)  # as users start it
         timings["smoke"] = round(time.monotonic() - start, 3)
         make_read_only_for_others(staging)
-        lease.deleting_marker(layout, family, build_id).unlink(missing_ok=True)
-        lease.ensure_lease(layout, family, build_id)
         checkpoint("restore-rename")
         os.rename(staging, final)
         log(f"restored {final}")
