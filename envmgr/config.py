@@ -25,6 +25,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from .errors import ConfigError, UsageError
 from .layout import Layout
+from .pycache import PycPolicy, parse_pyc_section
 from .spec import parse_size
 from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
@@ -57,7 +58,7 @@ class Config:
     min_free_bytes: int = 2 * 1024**3
     support_years: int = 3
     retention: RetentionPolicy = RetentionPolicy()
-    compile_pyc: bool = True
+    pyc: PycPolicy = PycPolicy()  # the `pyc:` section (`compile_pyc: false` is compile: none)
     notify_command: tuple[str, ...] = ()
     solver: str = "rattler"
     conda_lock_command: tuple[str, ...] = ()
@@ -74,6 +75,11 @@ class Config:
     @property
     def layout(self) -> Layout:
         return Layout(self.root)
+
+    @property
+    def compile_pyc(self) -> bool:
+        """The older switch: False when the site compiles nothing."""
+        return self.pyc.compile != "none"
 
     @property
     def policy_enforced(self) -> Path | None:
@@ -111,6 +117,7 @@ class Config:
             "specs_dir": str(self.specs_dir), "channels": dict(self.channels),
             "min_free_bytes": self.min_free_bytes, "support_years": self.support_years,
             "retention": vars(self.retention), "compile_pyc": self.compile_pyc,
+            "pyc": self.pyc.to_json(),
             "notify_command": list(self.notify_command), "solver": self.solver,
             "source": str(self.source) if self.source else None,
             "site_source": str(self.site_source) if self.site_source else None,
@@ -136,7 +143,7 @@ def default_root(environ: dict[str, str]) -> Path:
 
 
 CONFIG_KEYS = ("root", "kernels_dir", "pkgs_dir", "specs_dir", "channels", "min_free_space",
-               "support_years", "retention", "compile_pyc", "notify_command", "solver",
+               "support_years", "retention", "compile_pyc", "pyc", "notify_command", "solver",
                "conda_lock_command", "policy", "user_quota")
 # Keys a site file at the fixed path sets for everyone: no other file can replace them.
 LOCKED_KEYS = ("policy", "channels", "user_quota")
@@ -182,6 +189,33 @@ def _policy_values(c: YamlChecker, doc: CommentedMap, base: Path, values: dict[s
             values["user_quota"] = parse_size(doc["user_quota"])
         except ValueError as exc:
             c.add(c.value_pos(doc, "user_quota"), "user_quota", str(exc))
+
+
+def _pyc_values(c: YamlChecker, doc: CommentedMap, values: dict[str, Any]) -> None:
+    """The ``pyc:`` section, and ``compile_pyc: true|false`` (kept as an alias of pyc.compile)."""
+    alias = None
+    if "compile_pyc" in doc:
+        if not isinstance(doc["compile_pyc"], bool):
+            c.add(c.value_pos(doc, "compile_pyc"), "compile_pyc", "must be true or false")
+        else:
+            alias = "all" if doc["compile_pyc"] else "none"
+    mode, exclude = parse_pyc_section(c, doc)
+    if alias is not None and mode is not None and alias != mode:
+        c.add(c.key_pos(doc, "compile_pyc"), "compile_pyc",
+              f"contradicts pyc.compile: {mode}; remove compile_pyc (pyc.compile replaces it)")
+    mode = mode or alias
+    if mode is not None or exclude is not None:
+        values["pyc"] = (mode, exclude)
+
+
+def _merge_pyc(values: dict[str, Any], site_values: dict[str, Any]) -> PycPolicy:
+    """The chosen file's pyc keys over the site file's, over the defaults."""
+    policy = PycPolicy()
+    for layer in (site_values, values):
+        mode, exclude = layer.get("pyc", (None, None))
+        policy = PycPolicy(compile=mode or policy.compile,
+                           exclude=policy.exclude if exclude is None else tuple(exclude))
+    return policy
 
 
 def _refuse_locked(c: YamlChecker, doc: CommentedMap, locked: tuple[str, ...], site: Path) -> None:
@@ -234,11 +268,7 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
         overrides = {k: v for k in ("keep_previous", "grace_days", "failed_days")
                      if (v := c.non_negative_int(retention, k, "retention.")) is not None}
         values["retention"] = RetentionPolicy(**overrides)
-    if "compile_pyc" in doc:
-        if not isinstance(doc["compile_pyc"], bool):
-            c.add(c.value_pos(doc, "compile_pyc"), "compile_pyc", "must be true or false")
-        else:
-            values["compile_pyc"] = doc["compile_pyc"]
+    _pyc_values(c, doc, values)
     for key in ("notify_command", "conda_lock_command"):
         if key in doc:  # only keys the file sets: a second file is merged over the site file
             values[key] = _command(c, doc, key)
@@ -352,7 +382,7 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         min_free_bytes=values.get("min_free_bytes", Config.min_free_bytes),
         support_years=values.get("support_years", Config.support_years),
         retention=values.get("retention", RetentionPolicy()),
-        compile_pyc=values.get("compile_pyc", True),
+        pyc=_merge_pyc(values, site_values),
         notify_command=values.get("notify_command", ()),
         solver=values.get("solver", "rattler"),
         conda_lock_command=values.get("conda_lock_command", ()),

@@ -18,6 +18,7 @@ from pathlib import Path
 from ruamel.yaml.comments import CommentedMap
 
 from .errors import UsageError
+from .pycache import PycOverride, parse_pyc_section
 from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -82,6 +83,7 @@ class Spec:
     stable: tuple[StablePin, ...] = ()
     memory_limit: int | None = None  # bytes; applied by the kernel launcher
     retention: Retention = Retention()
+    pyc: PycOverride | None = None  # the spec's `pyc:` keys, over the site's (envmgr.pycache)
     path: Path | None = None
     source_text: str = ""
 
@@ -109,7 +111,8 @@ class Spec:
             "smoke_test": {"imports": list(self.smoke_test.imports), "script": self.smoke_test.script},
             "stable": [{"release": s.release, "build": s.build,
                         "until": s.until.isoformat() if s.until else None} for s in self.stable],
-            "memory_limit": self.memory_limit, "content_hash": self.content_hash,
+            "memory_limit": self.memory_limit, "pyc": self.pyc.to_json() if self.pyc else None,
+            "content_hash": self.content_hash,
             "path": str(self.path) if self.path else None,
         }
 
@@ -154,7 +157,7 @@ def parse_size(text: str | int) -> int:
 
 
 TOP_KEYS = ("name", "display_name", "group", "description", "channels", "dependencies",
-            "platforms", "kernel", "env", "smoke_test", "stable", "limits", "retention")
+            "platforms", "kernel", "env", "smoke_test", "stable", "limits", "retention", "pyc")
 
 
 def _parse_env(c: YamlChecker, doc: CommentedMap) -> dict[str, str]:
@@ -250,6 +253,13 @@ def _parse_retention(c: YamlChecker, doc: CommentedMap) -> Retention:
                      pinned=pinned)
 
 
+def _parse_pyc(c: YamlChecker, doc: CommentedMap) -> PycOverride | None:
+    if doc.get("pyc") is None:
+        return None
+    mode, exclude = parse_pyc_section(c, doc)
+    return PycOverride(compile=mode, exclude=exclude)
+
+
 def parse_spec_text(text: str, path: Path) -> Spec:
     """Parse and validate one spec; raise SpecError listing every problem."""
     doc = read_yaml(path, text, SpecError)
@@ -274,6 +284,7 @@ def parse_spec_text(text: str, path: Path) -> Spec:
         stable=_parse_stable(c, doc),
         memory_limit=_parse_limits(c, doc),
         retention=_parse_retention(c, doc),
+        pyc=_parse_pyc(c, doc),
         path=path,
         source_text=text,
     )
