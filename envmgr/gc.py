@@ -40,7 +40,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from . import lease, pkgcache, records, trash
+from . import lease, pkgcache, pycache, records, trash
 from .audit import audit
 from .build import FAILED_PREFIX, checkpoint
 from .config import Config
@@ -161,10 +161,11 @@ class CacheReport:
     pruned: list[str] = field(default_factory=list)
     kept: int = 0
     skipped: str | None = None
+    pyc: pycache.PycPrune = field(default_factory=pycache.PycPrune)  # .pyc entries no prefix links
 
     def to_json(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "pruned": self.pruned, "pruned_count": len(self.pruned),
-                "kept_count": self.kept, "skipped": self.skipped}
+                "kept_count": self.kept, "skipped": self.skipped, "pyc": self.pyc.to_json()}
 
 
 @dataclass
@@ -541,7 +542,19 @@ def dry_run(config: Config, families: list[str], now: dt.datetime, prune: bool) 
     result.pending_trash = [str(e.path) for e in pending]
     tables += [trash.inode_table(e.path) for e in pending]
     result.freed_bytes = trash.freed_bytes(tables)
+    if prune and not result.cache.skipped:
+        result.cache.pyc = pycache.prune(Path(config.pkgs_dir), apply=False, leaving=_links_in(tables))
+        result.freed_bytes += result.cache.pyc.bytes
     return result
+
+
+def _links_in(tables: list[trash.Inodes]) -> dict[tuple[int, int], int]:
+    """Links per inode the dry run's deletions would remove."""
+    links: dict[tuple[int, int], int] = {}
+    for table in tables:
+        for key, row in table.items():
+            links[key] = links.get(key, 0) + row[2]
+    return links
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -586,7 +599,19 @@ def collect(config: Config, families: list[str] | None = None, *, dry_run_only: 
             result.plans.append(collect_family(config, family, now, index, scan, result, progress))
         result.cache = prune_cache(config, result) if prune else CacheReport(False)
         empty_trash(layout, Path(config.pkgs_dir), result, progress)
+        if prune and not result.cache.skipped:
+            prune_pyc(config, result)
     return result
+
+
+def prune_pyc(config: Config, result: GcResult) -> None:
+    """Drop .pyc cache entries no prefix links (after the trash is empty: its links are gone)."""
+    with pkgcache.no_build_running(config.layout) as busy:
+        if busy:
+            result.cache.skipped = busy
+            return
+        result.cache.pyc = pycache.prune(Path(config.pkgs_dir), apply=True)
+    result.freed_bytes += result.cache.pyc.bytes
 
 
 def build_usage(layout: Layout, family: str, build_id: str, entry: str, scan: ProcessScan,

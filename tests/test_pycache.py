@@ -10,7 +10,7 @@ import pytest
 
 from envmgr.config import load_config
 from envmgr.errors import ConfigError
-from envmgr.pycache import PycPolicy, cache_dir, entry_count, prune, select_sources
+from envmgr.pycache import PycPolicy, entry_count, prune, select_sources
 from envmgr.spec import SpecError, parse_spec_text
 
 from .conftest import SPEC_TEMPLATE, json_of, write_config, write_spec
@@ -64,34 +64,37 @@ def test_cached_pyc_traceback_names_final_prefix_and_rebuild_compiles_nothing(si
 
 @pytest.mark.slow
 def test_spec_policy_noarch_and_exclude_then_gc_prunes_unlinked(site, envmgr_cli) -> None:
-    enable_pyc(site, "pyc:\n  exclude: ['*/tests/*']\n")
+    root = site["root"]
+    write_config(site["config"], root=root, pkgs_dir=root / "pkgs", specs_dir=site["specs"],
+                 kernels_dir=site["kernels"], channels={"demo": site["channel"].as_uri()},
+                 min_free_space="10M", pyc={"exclude": ["*/tests/*"]},
+                 retention={"keep_previous": 0, "grace_days": 0, "failed_days": 0})
     text = SPEC_TEMPLATE.format(name="lean", display="Lean", group="Team")
     spec = write_spec(site["specs"], "lean", text=text + "pyc:\n  compile: noarch\n"
                                                          "  exclude: ['*/traitlets/config/*']\n")
-    built = build_json(envmgr_cli, spec)
-    prefix = Path(built["prefix"])
+    first = build_json(envmgr_cli, spec)
+    prefix = Path(first["prefix"])
     assert pycs(prefix, "traitlets"), "noarch traitlets was not compiled"
     assert not pycs(prefix, "traitlets/config"), "the spec's exclude glob was ignored"
     assert not pycs(prefix, "zmq"), "pyzmq is not noarch: compile: noarch must skip it"
-    config = load_config(config_path=site["config"], site_config=site["tmp"] / "no-site.yaml")
     selected = select_sources(prefix, PycPolicy("all", ("*/tests/*",)))
     assert selected and not [f for f in selected if "/tests/" in f]
+    only_first = {p.stat().st_ino for p in prefix.glob("lib/python3*/site-packages/traitlets/**/*.pyc")}
 
-    # gc: once no prefix links an entry, the cache lets it go.
-    leaving = {}
-    for path in prefix.rglob("*.pyc"):
-        st = path.stat()
-        leaving[(st.st_dev, st.st_ino)] = leaving.get((st.st_dev, st.st_ino), 0) + 1
-    before = entry_count(config.pkgs_dir)
-    planned = prune(config.pkgs_dir, apply=False, leaving=leaving)
-    assert planned.entries >= len(leaving) > 0
-    import shutil
+    write_spec(site["specs"], "lean", text=text + "pyc:\n  compile: noarch\n"
+                                                  "  exclude: ['*/traitlets/*']\n")
+    second = build_json(envmgr_cli, spec, "--force")
+    assert not pycs(Path(second["prefix"]), "traitlets") and pycs(Path(second["prefix"]), "comm")
 
-    os.rename(prefix, site["tmp"] / "gone")
-    shutil.rmtree(site["tmp"] / "gone")
-    done = prune(config.pkgs_dir, apply=True)
-    assert done.entries == planned.entries and entry_count(config.pkgs_dir) == before - done.entries
-    assert prune(config.pkgs_dir, apply=False).entries == 0
+    # gc deletes the first build; the entries only it linked leave the .pyc cache with it.
+    before = entry_count(root / "pkgs")
+    dry = json_of(envmgr_cli("gc", "--dry-run", "--json"))["result"]
+    assert dry["cache"]["pyc"]["entries"] == len(only_first) > 0
+    done = json_of(envmgr_cli("gc", "--json"))["result"]
+    assert done["cache"]["pyc"]["entries"] == len(only_first)
+    assert entry_count(root / "pkgs") == before - len(only_first)
+    assert not prefix.exists() and pycs(Path(second["prefix"]), "comm")
+    assert prune(root / "pkgs", apply=False).entries == 0
 
 
 def test_pyc_section_and_alias(tmp_path) -> None:
