@@ -6,7 +6,8 @@ The recipe, end to end, in one run on this machine:
    pillow, ipykernel, ipywidgets and their dependencies into ``--wheels``
    (default ``~/.cache/envmgr-bench/scientific-wheels``; kept between runs, so
    later runs only re-check them);
-2. ``envmgr channel build CHANNEL --wheel ...`` (a local file:// channel);
+2. ``envmgr channel build CHANNEL --wheel ...`` (a local file:// channel, kept
+   beside the wheels; the channel is content-keyed, so later runs reuse it);
 3. a spec for the family ``sci`` (the whole stack, smoke test importing it),
    and ``sci2`` sharing most packages (no h5py, no ipywidgets);
 4. then, alternating, ``--repeat`` rounds of:
@@ -158,7 +159,7 @@ def main() -> None:  # noqa: PLR0915 - a linear recipe reads best in one place
         base = Path(tmp)
         wheels = download(args.wheels)
         print(f"{len(wheels)} wheels in {args.wheels}", file=sys.stderr)
-        channel = base / "channel"
+        channel = args.wheels.parent / "scientific-channel"  # content-keyed: reused when unchanged
         channel_wall, _ = run([sys.executable, "-m", "envmgr", "channel", "build", str(channel),
                                *[a for w in wheels for a in ("--wheel", str(w))]])
         specs = base / "specs"

@@ -356,7 +356,7 @@ def _short_license(metadata: Any) -> str:
     """A license string fit for index.json: the SPDX expression, or a short
     ``License`` field (some projects paste the whole license text there)."""
     for key in ("License-Expression", "License"):
-        value = (metadata.get(key) or "").strip()
+        value = str(metadata.get(key) or "").strip()  # compat32 gives a Header for non-ASCII
         if value and "\n" not in value and len(value) <= 100:
             return value
     return ""
