@@ -67,6 +67,7 @@ from .retention import (
     plan_family,
 )
 from .spec import Retention, Spec, load_spec, spec_files
+from .speccache import SpecCache, for_root
 
 # Steps a build holding its family lock reports (familylock.Holder.set_step). A
 # build only ever adds a new build id, so gc may work beside it; any other
@@ -85,18 +86,25 @@ class SpecChoice:
     error: str | None = None
 
 
-def spec_index(specs_dir: Path) -> dict[str, SpecChoice]:
-    """Every spec file in ``specs_dir`` by family name; unreadable ones by file stem."""
+def spec_index(specs_dir: Path, cache: SpecCache | None = None) -> dict[str, SpecChoice]:
+    """Every spec file in ``specs_dir`` by family name; unreadable ones by file stem.
+
+    ``cache`` (normally ``speccache.for_root``) parses only files that changed
+    since any process last parsed them; without it every file is parsed.
+    """
     index: dict[str, SpecChoice] = {}
     if not specs_dir.is_dir():
         return index
+    load = cache.load if cache is not None else load_spec
     for path in spec_files([specs_dir]):
         try:
-            spec = load_spec(path)
+            spec = load(path)
         except EnvmgrError as exc:
             index.setdefault(path.stem, SpecChoice(None, str(path), exc.message.splitlines()[-1].strip()))
             continue
         index[spec.name] = SpecChoice(spec, str(path))
+    if cache is not None:
+        cache.save()
     return index
 
 
@@ -106,7 +114,7 @@ def family_spec(config: Config, family: str, index: dict[str, SpecChoice] | None
     A spec file named after the family that cannot be read is reported as an
     error: its ``retention.pinned`` might protect a build, so gc must not guess.
     """
-    index = spec_index(config.specs_dir) if index is None else index
+    index = spec_index(config.specs_dir, for_root(config.layout)) if index is None else index
     choice = index.get(family)
     if choice is not None:
         return choice
@@ -523,7 +531,7 @@ def dry_run(config: Config, families: list[str], now: dt.datetime, prune: bool) 
     """The plan a real run would start from, with what it would free. Changes nothing."""
     layout = config.layout
     result = GcResult(dry_run=True, now=iso(now) or "")
-    index, scan = spec_index(config.specs_dir), scan_processes(layout.envs_dir)
+    index, scan = spec_index(config.specs_dir, for_root(config.layout)), scan_processes(layout.envs_dir)
     for family in families:
         choice = family_spec(config, family, index)
         deferred = _dry_deferral(layout, family) or (
@@ -594,7 +602,7 @@ def collect(config: Config, families: list[str] | None = None, *, dry_run_only: 
         result.recovered = finish_interrupted(layout, Path(config.pkgs_dir), now)
         for action in result.recovered:
             progress(action)
-        index, scan = spec_index(config.specs_dir), scan_processes(layout.envs_dir)
+        index, scan = spec_index(config.specs_dir, for_root(config.layout)), scan_processes(layout.envs_dir)
         for family in names:
             result.plans.append(collect_family(config, family, now, index, scan, result, progress))
         result.cache = prune_cache(config, result) if prune else CacheReport(False)

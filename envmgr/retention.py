@@ -341,9 +341,10 @@ def expiring_releases(config: Config, families: Iterable[str] | None = None, *,
     """
     from .gc import family_spec, spec_index  # gc imports this module; avoid the cycle at import time
     from .inventory import family_view
+    from .speccache import for_root
 
     day = today or dt.date.today()
-    index = spec_index(config.specs_dir)
+    index = spec_index(config.specs_dir, for_root(config.layout))
     found = []
     for family in families if families is not None else config.layout.families():
         spec = family_spec(config, family, index).spec

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -318,13 +319,16 @@ def spec_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_specs(paths: list[Path]) -> list[Spec]:
-    """Load every spec; report the problems of all files together; no two may share a name."""
+def load_specs(paths: list[Path], load: Callable[[Path], Spec] | None = None) -> list[Spec]:
+    """Load every spec; report the problems of all files together; no two may share a name.
+
+    ``load`` replaces ``load_spec`` (``speccache.SpecCache.load`` parses each version once).
+    """
     problems: list[Problem] = []
     specs: list[Spec] = []
     for file in spec_files(paths):
         try:
-            specs.append(load_spec(file))
+            specs.append((load or load_spec)(file))
         except SpecError as exc:
             problems.extend(exc.problems)
     seen: dict[str, Path] = {}

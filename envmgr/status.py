@@ -25,6 +25,7 @@ from .diskusage import DiskUsage, disk_report, human_bytes
 from .errors import EXIT_OK, EnvironmentProblem
 from .familylock import holder_info
 from .fsutil import read_json
+from .speccache import for_root
 from .gc import SpecChoice, failed_prefixes, family_spec, gather_family, spec_index
 from .inventory import FamilyView, family_view
 from .layout import Layout
@@ -292,7 +293,7 @@ def collect_status(config: Config, *, disk: bool = True, refresh_disk: bool = Fa
     now = utcnow()
     today = today or dt.date.today()
     families = config.layout.families()
-    index = spec_index(config.specs_dir)
+    index = spec_index(config.specs_dir, for_root(config.layout))
     scan = scan_processes(config.layout.envs_dir) if processes else ProcessScan()
     statuses = [_family_status(config, f, now, today, index, scan) for f in families]
     statuses.sort(key=lambda f: (f.group.lower(), f.family))

@@ -18,6 +18,7 @@ from ..familylock import holder_info
 from ..inventory import family_view
 from ..rollback import choose_target
 from ..spec import Spec, SpecError, load_specs, spec_files
+from ..speccache import for_root
 from ..status import collect_status
 from .jobs import RUNNING, Job, JobStore, running_build
 
@@ -53,7 +54,10 @@ def site_specs(config: Config) -> tuple[dict[str, Spec], list[str]]:
     if not config.specs_dir.is_dir():
         return {}, [f"specs directory {config.specs_dir} does not exist: nothing can be built"]
     try:
-        return {s.name: s for s in load_specs([config.specs_dir])}, []
+        cache = for_root(config.layout)  # one parsed-spec cache for everyone (envmgr.speccache)
+        specs = {s.name: s for s in load_specs([config.specs_dir], load=cache.load)}
+        cache.save()
+        return specs, []
     except SpecError as exc:
         return {}, [exc.message]
 
