@@ -40,7 +40,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from . import lease, pkgcache, pycache, records, trash
+from . import deletionsize, lease, pkgcache, pycache, records, trash
 from .audit import audit
 from .build import FAILED_PREFIX, checkpoint
 from .config import Config
@@ -537,23 +537,42 @@ def dry_run(config: Config, families: list[str], now: dt.datetime, prune: bool) 
         deferred = _dry_deferral(layout, family) or (
             f"its spec cannot be read ({choice.error})" if choice.error else None)
         result.plans.append(plan_family(gather_family(config, family, choice, scan, deferred), now))
-    tables = []
-    for d in (d for p in result.plans for d in p.deletions()):
-        if (path := _target_path(layout, d)) is not None:
-            table = trash.inode_table(path)
-            result.bytes[(d.family, d.build_id)] = trash.freed_bytes([table])
-            tables.append(table)
+    cache_tables: list[trash.Inodes] = []
     if prune:
         result.cache, cache_tables = dry_run_cache(config, result.plans)
-        tables += cache_tables
+    # A pruned package entry shares inodes with the builds deleted with it: size those exactly.
+    tables, known = _size_deletions(layout, result, exact=bool(result.cache.pruned))
+    tables += cache_tables
     pending = trash.pending(layout, Path(config.pkgs_dir))
     result.pending_trash = [str(e.path) for e in pending]
     tables += [trash.inode_table(e.path) for e in pending]
-    result.freed_bytes = trash.freed_bytes(tables)
+    result.freed_bytes = trash.freed_bytes(tables) + known
     if prune and not result.cache.skipped:
         result.cache.pyc = pycache.prune(Path(config.pkgs_dir), apply=False, leaving=_links_in(tables))
+        result.cache.pyc.exact = not known
         result.freed_bytes += result.cache.pyc.bytes
     return result
+
+
+def _size_deletions(layout: Layout, result: GcResult, *, exact: bool) -> tuple[list[trash.Inodes], int]:
+    """Per-build figures (from the record when measured before); (tables walked now, bytes known).
+
+    Walked tables make the total hardlink-aware across deletions; a figure read
+    from the record counts what that build frees alone (its own inodes).
+    """
+    tables: list[trash.Inodes] = []
+    known = 0
+    for d in (d for p in result.plans for d in p.deletions()):
+        if (path := _target_path(layout, d)) is None:
+            continue
+        size = None if exact else deletionsize.recorded(layout, d.family, d.build_id, d.target)
+        if size is None:
+            size, table = deletionsize.measure(layout, d.family, d.build_id, d.target, path)
+            tables.append(table)
+        else:
+            known += size
+        result.bytes[(d.family, d.build_id)] = size
+    return tables, known
 
 
 def _links_in(tables: list[trash.Inodes]) -> dict[tuple[int, int], int]:

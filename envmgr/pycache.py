@@ -185,9 +185,11 @@ class PycPrune:
     entries: int = 0  # .pyc entries no prefix links
     markers: int = 0  # .err markers and leftover temp files
     bytes: int = 0
+    exact: bool = True  # False: a dry run that read deletion sizes from records counts a lower bound
 
     def to_json(self) -> dict[str, Any]:
-        return {"entries": self.entries, "markers": self.markers, "bytes": self.bytes}
+        return {"entries": self.entries, "markers": self.markers, "bytes": self.bytes,
+                "exact": self.exact}
 
 
 def _walk_files(root: Path) -> Iterable[os.DirEntry[str]]:
