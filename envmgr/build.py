@@ -17,7 +17,7 @@ import subprocess
 import time
 import traceback
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -240,6 +240,22 @@ def kernel_smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
     log(f"kernel ready and executed a cell in {check.seconds} s")
 
 
+def run_smoke_tests(lock: Lock, staging: Path, log: BuildLog) -> None:
+    """The spec's checks and the kernel start, side by side (two processes, both mostly imports)."""
+    kernel = lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name()
+    if not kernel:
+        smoke_test(lock.spec, staging, log)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="envmgr-kernel-smoke") as pool:
+        kernel_check = pool.submit(kernel_smoke_test, lock.spec, staging, log)
+        try:
+            smoke_test(lock.spec, staging, log)
+        except BaseException:
+            wait([kernel_check])  # the spec's own failure is the one reported
+            raise
+        kernel_check.result()
+
+
 def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) -> None:
     rec_dir = layout.record_dir(lock.spec.name, build_id)
     atomic_write_text(rec_dir / "spec.yaml", lock.spec.source_text)
@@ -381,9 +397,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
                 outcome.pyc = asdict(report)
         step("smoke")
         with timed(timings, "smoke"):
-            smoke_test(lock.spec, staging, log)
-            if lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
-                kernel_smoke_test(lock.spec, staging, log)
+            run_smoke_tests(lock, staging, log)
         record_files.result()  # the record is complete before anything is published
         make_read_only_for_others(staging)
         ensure_lease(layout, family, build_id)  # before the first kernel can start
