@@ -146,12 +146,46 @@ def pyc_files(prefix: Path) -> int:
     return sum(1 for _ in prefix.rglob("*.pyc"))
 
 
+def startup(base: Path, rows: dict[str, list[float]]) -> None:
+    """CLI start-up against the CLI framework's floor, in the same round."""
+    empty = base / "empty-root"
+    rows.setdefault("help", []).append(run([sys.executable, "-m", "envmgr", "--help"])[0])
+    rows.setdefault("status_empty", []).append(
+        run([sys.executable, "-m", "envmgr", "--root", str(empty), "status", "--json"])[0])
+    rows.setdefault("typer_floor", []).append(run([sys.executable, "-c", "import typer, rich.console"])[0])
+    rows.setdefault("python_pass", []).append(run([sys.executable, "-c", "pass"])[0])
+
+
+def startup_rounds(warm: Envmgr, spec: Path, channel: Path, warm_root: Path, base: Path,
+                   repeat: int) -> None:
+    _, first = warm.build(str(spec))
+    rows: dict[str, list[float]] = {}
+    for n in range(repeat):
+        print(f"round {n + 1}/{repeat}, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+        wall, result = warm.build(str(spec))
+        assert result["status"] == "unchanged", result
+        rows.setdefault("unchanged", []).append(wall)
+        wall, _, _ = bare(channel, base / "unused", warm_root / "pkgs", STACK, mode="solve")
+        rows.setdefault("solve_only", []).append(wall)
+        startup(base, rows)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(json.dumps({"load_after": os.getloadavg(), "medians_s": {k: round(v, 3) for k, v in med.items()},
+                      "ratios": {
+                          "unchanged_vs_solve_only_process (target <= 2)":
+                              round(med["unchanged"] / med["solve_only"], 2),
+                          "status_empty_vs_typer_floor (target <= 1.5)":
+                              round(med["status_empty"] / med["typer_floor"], 2),
+                          "help_vs_typer_floor": round(med["help"] / med["typer_floor"], 2)}}, indent=2))
+
+
 def main() -> None:  # noqa: PLR0915 - a linear recipe reads best in one place
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--wheels", type=Path,
                         default=Path.home() / ".cache" / "envmgr-bench" / "scientific-wheels")
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: a temp dir)")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="one warm build, then only the unchanged nightly and CLI start-up rounds")
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()}", file=sys.stderr)
     work_ctx = tempfile.TemporaryDirectory(prefix="envmgr-sci-", dir=args.work)
@@ -174,6 +208,9 @@ def main() -> None:  # noqa: PLR0915 - a linear recipe reads best in one place
             "help", "status_empty", "typer_floor", "python_pass")}
         first = None
         warm_builds = []
+        if args.startup_only:
+            startup_rounds(warm, spec, channel, warm_root, base, args.repeat)
+            return
         for n in range(args.repeat):
             print(f"round {n + 1}/{args.repeat}, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
             # cold: a new root with empty caches
@@ -223,12 +260,7 @@ def main() -> None:  # noqa: PLR0915 - a linear recipe reads best in one place
             subprocess.run(["cp", "-al", str(first["prefix"]), str(copy)], check=True)
             rows["cp_al"].append(time.monotonic() - start)
             shutil.rmtree(copy)
-            empty = base / "empty-root"
-            rows["help"].append(run([sys.executable, "-m", "envmgr", "--help"])[0])
-            rows["status_empty"].append(run([sys.executable, "-m", "envmgr", "--root", str(empty),
-                                             "status", "--json"])[0])
-            rows["typer_floor"].append(run([sys.executable, "-c", "import typer, rich.console"])[0])
-            rows["python_pass"].append(run([sys.executable, "-c", "pass"])[0])
+            startup(base, rows)
 
         first_prefix = Path(first["prefix"])
         extra_prefix = Path(warm_builds[0]["prefix"])
