@@ -25,11 +25,11 @@ from ruamel.yaml.comments import CommentedMap
 
 from .errors import ConfigError, UsageError
 from .layout import Layout
-from .pycache import PycPolicy, parse_pyc_section
-from .spec import parse_size
+from envmgr.units import parse_size
 from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 SITE_CONFIG = Path("/etc/envmgr/config.yaml")
+COMPILE_MODES = ("all", "noarch", "none")  # the pyc policy's compile values (build.pycache)
 DEMO_CHANNEL = "demo"  # built-in channel name: the local demo channel under the root
 DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org/"
 
@@ -37,6 +37,61 @@ DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org/"
 class ConfigFileError(FileProblems, ConfigError):
     title = "invalid configuration"
     recheck = "Fix the keys named above; `envmgr doctor` re-checks."
+
+
+# -- the pyc policy: the site's `pyc:` section, a spec's keys over it (docs/design.md, Bytecode)
+
+@dataclass(frozen=True)
+class PycPolicy:
+    """Which installed ``.py`` files get bytecode at build time."""
+
+    compile: str = "all"  # all | noarch (conda's behaviour) | none
+    exclude: tuple[str, ...] = ()  # fnmatch globs on the path inside the prefix, e.g. */tests/*
+
+    def to_json(self) -> dict[str, Any]:
+        return {"compile": self.compile, "exclude": list(self.exclude)}
+
+
+@dataclass(frozen=True)
+class PycOverride:
+    """A spec's ``pyc:`` section: each key set replaces the site's value."""
+
+    compile: str | None = None
+    exclude: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"compile": self.compile, "exclude": None if self.exclude is None else list(self.exclude)}
+
+
+def effective_policy(site: PycPolicy, spec: PycOverride | None) -> PycPolicy:
+    if spec is None:
+        return site
+    return PycPolicy(compile=spec.compile if spec.compile is not None else site.compile,
+                     exclude=spec.exclude if spec.exclude is not None else site.exclude)
+
+
+def parse_pyc_section(c: YamlChecker, doc: CommentedMap, where: str = ""
+                      ) -> tuple[str | None, tuple[str, ...] | None]:
+    """``pyc: {compile: all|noarch|none, exclude: [glob, ...]}``; (None, None) for unset keys.
+
+    Shared by the site configuration and specs (a spec's keys replace the site's).
+    """
+    section = c.mapping(doc, "pyc", where)
+    if section is None:
+        return None, None
+    c.check_keys(section, ("compile", "exclude"), f"{where}pyc.")
+    mode = None
+    if "compile" in section:
+        mode = c.string(section, "compile", f"{where}pyc.") or None
+        if mode is not None and mode not in COMPILE_MODES:
+            c.add(c.value_pos(section, "compile"), f"{where}pyc.compile",
+                  f"must be one of {', '.join(COMPILE_MODES)} (got {section['compile']!r})")
+            mode = None
+    exclude = None
+    if "exclude" in section:
+        exclude = c.string_list(section, "exclude", f"{where}pyc.",
+                                check=lambda g: None if g.strip() else "an empty glob excludes nothing")
+    return mode, exclude
 
 
 @dataclass(frozen=True)
@@ -71,6 +126,7 @@ class Config:
     policy_file: Path | None = None
     policy_applies_to: str = "all"  # all | personal
     user_quota: int | None = None  # bytes a personal root may use
+    specs_dir_configured: bool = False  # specs_dir came from a config file, not the cwd default
 
     @property
     def layout(self) -> Layout:
@@ -80,6 +136,16 @@ class Config:
     def compile_pyc(self) -> bool:
         """The older switch: False when the site compiles nothing."""
         return self.pyc.compile != "none"
+
+    @property
+    def governing_specs_dir(self) -> Path | None:
+        """The specs directory whose specs govern retention and releases: only one the config named.
+
+        ``specs_dir`` defaults to ``./specs`` so ``envmgr build --all`` works from a
+        checkout; gc and status must not depend on the working directory, so an
+        unconfigured default is never read for policy (catalog.governing).
+        """
+        return self.specs_dir if self.specs_dir_configured else None
 
     @property
     def policy_enforced(self) -> Path | None:
@@ -126,6 +192,17 @@ class Config:
                        "enforced": self.policy_enforced is not None} if self.policy_file else None,
             "user_quota": self.user_quota,
         }
+
+
+@dataclass
+class ConfigResult:
+    """`envmgr config show`: the effective configuration as a command result."""
+
+    config: Config
+    exit_code = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return self.config.to_json()
 
 
 def _as_url(value: str, source: Path | None) -> str:
@@ -378,6 +455,7 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         kernels_dir=Path(kernels_dir),
         pkgs_dir=Path(pkgs_dir),
         specs_dir=values.get("specs_dir", Path.cwd() / "specs"),
+        specs_dir_configured="specs_dir" in values,
         channels=values.get("channels", {}),
         min_free_bytes=values.get("min_free_bytes", Config.min_free_bytes),
         support_years=values.get("support_years", Config.support_years),

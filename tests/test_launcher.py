@@ -31,14 +31,15 @@ import websocket
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from envmgr import lease, procscan
+from envmgr.kernels import lease
+from envmgr.host import procscan
 from envmgr.errors import Busy, UsageError
-from envmgr.kernels import KernelFamily, desired_kernels, sync_family_kernels
+from envmgr.kernels.kernelspecs import KernelFamily, desired_kernels, sync_family_kernels
 from envmgr.layout import Layout
 
 pytestmark = pytest.mark.slow
 
-LAUNCHER = Path(__file__).resolve().parents[1] / "envmgr" / "launcher.sh"
+LAUNCHER = Path(__file__).resolve().parents[1] / "envmgr" / "kernels" / "launcher.sh"
 PY = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 TIMEOUT = 60
 PRINT_PREFIX = "import sys; print(sys.prefix)"
@@ -56,7 +57,7 @@ def _kernel_env() -> tuple[list, Path]:
     build below is a real conda prefix that costs a fraction of a second.
     """
     from envmgr._internal import _rattler
-    from envmgr.channel import build_channel
+    from envmgr.channel.build import build_channel
 
     base = Path(tempfile.gettempdir()) / f"envmgr-test-builds-{os.getuid()}"
     channel = build_channel(base / "channel")
@@ -657,6 +658,14 @@ class Server:
         self.log.close()
 
 
+def _system_kernels() -> set[str]:
+    """Kernels installed machine-wide (e.g. Debian's r-cran-irkernel): not ours, not the venv's."""
+    from jupyter_core.paths import SYSTEM_JUPYTER_PATH
+
+    return {p.name for d in SYSTEM_JUPYTER_PATH for p in (Path(d) / "kernels").glob("*")
+            if (p / "kernel.json").is_file()}
+
+
 def test_jupyter_server_restart_lands_on_new_latest(layout, kernels_dir, tmp_path):
     a, b = build_id(1), build_id(2)
     make_build(layout, "py", a)
@@ -673,7 +682,8 @@ def test_jupyter_server_restart_lands_on_new_latest(layout, kernels_dir, tmp_pat
         specs = srv.api("GET", "/api/kernelspecs").json()["kernelspecs"]
         ours = {n for n, s in specs.items() if "envmgr" in s["spec"]["metadata"]}
         assert ours == {"py-latest", "py-2024.1", "rb-latest"}
-        assert not set(specs) - ours - {"python3"}, "only the dev venv's own kernel besides ours"
+        assert not set(specs) - ours - {"python3"} - _system_kernels(), \
+            "only the dev venv's own kernel and the machine's system-wide kernels besides ours"
         assert specs["py-latest"]["spec"]["display_name"] == "Py · latest"
         assert set(specs["py-latest"]["resources"]) >= {"logo-32x32", "logo-64x64"}
 

@@ -10,8 +10,9 @@ import pytest
 
 from envmgr.config import load_config
 from envmgr.errors import ConfigError
-from envmgr.pycache import PycPolicy, entry_count, prune, select_sources
-from envmgr.spec import SpecError, parse_spec_text
+from envmgr.build.pycache import entry_count, prune, select_sources
+from envmgr.config import PycPolicy
+from envmgr.define.spec import SpecError, parse_spec_text
 
 from .conftest import SPEC_TEMPLATE, json_of, write_config, write_spec
 

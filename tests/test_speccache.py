@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from envmgr.layout import Layout
-from envmgr.spec import SpecError, load_spec
-from envmgr.speccache import SpecCache, for_root, spec_from_doc, spec_to_doc
+from envmgr.define.spec import SpecError, load_spec
+from envmgr.define.speccache import SpecCache, for_root, spec_from_doc, spec_to_doc
 
 FULL = """\
 name: full

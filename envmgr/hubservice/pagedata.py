@@ -15,11 +15,11 @@ from typing import Any
 from ..config import Config
 from ..errors import EnvmgrError
 from ..familylock import holder_info
-from ..inventory import family_view
-from ..rollback import choose_target
-from ..spec import Spec, SpecError, load_specs, spec_files
-from ..speccache import for_root
-from ..status import collect_status
+from envmgr.catalog.inventory import family_view
+from envmgr.release.rollback import choose_target
+from envmgr.define.spec import Spec, SpecError, load_specs, spec_files
+from envmgr.define.speccache import for_root
+from envmgr.ops.status import collect_status
 from .jobs import RUNNING, Job, JobStore, running_build
 
 OTHER_GROUP = "Other"
@@ -54,7 +54,7 @@ def site_specs(config: Config) -> tuple[dict[str, Spec], list[str]]:
     if not config.specs_dir.is_dir():
         return {}, [f"specs directory {config.specs_dir} does not exist: nothing can be built"]
     try:
-        cache = for_root(config.layout)  # one parsed-spec cache for everyone (envmgr.speccache)
+        cache = for_root(config.layout)  # one parsed-spec cache for everyone (define.speccache)
         specs = {s.name: s for s in load_specs([config.specs_dir], load=cache.load)}
         cache.save()
         return specs, []
