@@ -12,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 
-from envmgr.catalog.builds import diff_builds, list_builds
 from ..errors import UsageError
 from ._app import JSON_OPTION, app, state
 from .render import BUILD_STATE_STYLE, BUILD_STATUS_STYLE, render_diff
@@ -82,6 +81,8 @@ def lock(
 @app.command("builds")
 def builds(ctx: typer.Context, family: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """List a family's builds, newest first, with tombstones of deleted ones."""
+    from envmgr.catalog.builds import list_builds
+
     obj = state(ctx, command="builds", as_json=as_json)
     obj.emit(list_builds(obj.config(), family), render_builds, as_json=as_json)
 
@@ -90,6 +91,8 @@ def builds(ctx: typer.Context, family: str = typer.Argument(...), as_json: bool 
 def diff(ctx: typer.Context, build_a: str = typer.Argument(..., help="family/build-id or build id"),
          build_b: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Packages added, removed, upgraded or downgraded between two builds."""
+    from envmgr.catalog.builds import diff_builds
+
     obj = state(ctx, command="diff", as_json=as_json)
     obj.emit(diff_builds(obj.config(), build_a, build_b), render_diff_result, as_json=as_json)
 
