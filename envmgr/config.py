@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_core.paths import jupyter_data_dir
 from ruamel.yaml.comments import CommentedMap
 
 from .errors import ConfigError, UsageError
@@ -212,6 +211,13 @@ def _as_url(value: str, source: Path | None) -> str:
     if not path.is_absolute() and source is not None:
         path = source.parent / path
     return Path(os.path.abspath(path)).as_uri()  # not resolve(): channels may be symlinks
+
+
+def jupyter_data_dir() -> str:
+    """The user's Jupyter data directory (jupyter_core imported only when it is needed: start-up)."""
+    from jupyter_core.paths import jupyter_data_dir as data_dir
+
+    return data_dir()
 
 
 def default_root(environ: dict[str, str]) -> Path:
