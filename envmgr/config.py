@@ -126,6 +126,10 @@ class Config:
     policy_applies_to: str = "all"  # all | personal
     user_quota: int | None = None  # bytes a personal root may use
     specs_dir_configured: bool = False  # specs_dir came from a config file, not the cwd default
+    # Vulnerability advisories (docs/security.md): an OSV directory, and what a build does
+    # that would introduce an affected package: warn (report) or block (refuse, exit 3).
+    advisories_dir: Path | None = None
+    advisories_mode: str = "warn"
 
     @property
     def layout(self) -> Layout:
@@ -190,6 +194,8 @@ class Config:
             "policy": {"file": str(self.policy_file), "applies_to": self.policy_applies_to,
                        "enforced": self.policy_enforced is not None} if self.policy_file else None,
             "user_quota": self.user_quota,
+            "advisories_dir": str(self.advisories_dir) if self.advisories_dir else None,
+            "advisories": self.advisories_mode,
         }
 
 
@@ -227,10 +233,11 @@ def default_root(environ: dict[str, str]) -> Path:
 
 CONFIG_KEYS = ("root", "kernels_dir", "pkgs_dir", "specs_dir", "channels", "min_free_space",
                "support_years", "retention", "compile_pyc", "pyc", "notify_command", "solver",
-               "conda_lock_command", "policy", "user_quota")
+               "conda_lock_command", "policy", "user_quota", "advisories_dir", "advisories")
 # Keys a site file at the fixed path sets for everyone: no other file can replace them.
-LOCKED_KEYS = ("policy", "channels", "user_quota")
+LOCKED_KEYS = ("policy", "channels", "user_quota", "advisories", "advisories_dir")
 POLICY_SCOPES = ("all", "personal")
+ADVISORY_MODES = ("warn", "block")
 
 
 def _path(c: YamlChecker, doc: CommentedMap, key: str, base: Path) -> Path | None:
@@ -326,7 +333,7 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
     c.check_keys(doc, CONFIG_KEYS, "")
     base = path.parent
     values: dict[str, Any] = {}
-    for key in ("root", "kernels_dir", "pkgs_dir", "specs_dir"):
+    for key in ("root", "kernels_dir", "pkgs_dir", "specs_dir", "advisories_dir"):
         if (p := _path(c, doc, key, base)) is not None:
             values[key] = p
     channels = c.mapping(doc, "channels", "")
@@ -366,6 +373,11 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
               "[conda-lock, --conda, /opt/conda/bin/mamba] (without it conda-lock tries to "
               "download micromamba and hangs)")
     _policy_values(c, doc, base, values)
+    if "advisories" in doc:
+        mode = c.string(doc, "advisories", "", default="warn")
+        if mode not in ADVISORY_MODES:
+            c.add(c.value_pos(doc, "advisories"), "advisories", "must be 'warn' or 'block'")
+        values["advisories"] = mode
     if site is not None:
         _refuse_locked(c, doc, locked, site)
     if c.problems:
@@ -478,5 +490,7 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         policy_file=policy_file,
         policy_applies_to=policy_scope,
         user_quota=values.get("user_quota"),
+        advisories_dir=values.get("advisories_dir"),
+        advisories_mode=values.get("advisories", "warn"),
     )
 

@@ -83,6 +83,15 @@ class Layout:
     def build_log(self, family: str, build_id: str) -> Path:
         return self.record_dir(family, build_id) / "build.log"
 
+    def sbom(self, family: str, build_id: str) -> Path:
+        """The build's CycloneDX SBOM in its record (docs/security.md)."""
+        return self.record_dir(family, build_id) / "sbom.cdx.json"
+
+    @property
+    def advisories_check(self) -> Path:
+        """The last `envmgr advisories check` (status, doctor and the staff page read it)."""
+        return self.root / "advisories" / "last-check.json"
+
     def last_run(self, family: str) -> Path:
         """How the family's last build run ended (written at the end of every run)."""
         return self.family_records(family) / "last-run.json"

@@ -32,6 +32,7 @@ from envmgr.catalog import records
 from envmgr.catalog import stable
 from envmgr.gc import trash
 from envmgr.build.pipeline import move_latest
+from envmgr.kernels import retired
 from envmgr.config import RetentionPolicy, load_config
 from envmgr.familylock import family_lock
 from envmgr.catalog.inventory import BuildInfo, FamilyView
@@ -743,6 +744,8 @@ def test_expired_stable_release_loses_its_kernel_then_its_build(base, tmp_path):
     assert started(runner) == str(layout.prefix("fam", rel))
     first = gc_json(config)
     assert first["families"][0]["kernels_removed"] == ["fam-2023.1"] and not kernel_dir.exists()
+    gone = retired.load(cfg.kernels_dir)["fam-2023.1"]  # notebooks on it learn where to go
+    assert (gone.reason, gone.build_id, gone.successor) == ("expired", rel, "fam-latest")
     why = by_id(first)[rel]
     assert why["action"] == "keep" and why["reasons"][0]["code"] == "in-use"
     assert "support ended" in why["why"]

@@ -183,6 +183,11 @@ def solve(specs: list[str], channels: list[str], platform: str = "linux-64",
         raise EnvironmentProblem(f"cannot read channel repodata: {exc}") from exc
 
 
+def _channel_of(url: str) -> str:
+    """The channel a locked package URL came from (``<channel>/<subdir>/<file>``)."""
+    return url.rsplit("/", 2)[0] if url.count("/") >= 3 else url
+
+
 def _file_name(url: str) -> str:
     return unquote(urlparse(url).path).rsplit("/", 1)[-1]
 
@@ -218,7 +223,7 @@ def records_for_lock(packages: Sequence[Any], channels: list[str], platform: str
     for pkg in packages:
         record = by_url.get(pkg.url) or by_file.get((pkg.subdir, _file_name(pkg.url)))
         if record is None:
-            missing.append(f"{pkg.name}={pkg.version}={pkg.build}")
+            missing.append(f"{pkg.name}={pkg.version}={pkg.build} (locked from {_channel_of(pkg.url)})")
         elif pkg.sha256 and _hex(record.sha256) not in (None, pkg.sha256):
             changed.append(f"{pkg.name}={pkg.version}={pkg.build}")
         else:
@@ -362,3 +367,20 @@ def version_matches(version: str, spec: str) -> bool:
         return bool(rattler.VersionSpec(spec).matches(rattler.Version(version)))
     except (rx.InvalidVersionSpecError, rx.InvalidVersionError):
         return False
+
+
+# -- versions and metadata for advisories and SBOMs ----------------------------------------
+def conda_version(text: str) -> Any:
+    """``text`` as a comparable conda version (rattler's ordering: ``1.0a1 < 1.0``, ``2 == 2.0``).
+
+    Raises ValueError with rattler's reason when it is not a conda version.
+    """
+    try:
+        return rattler.Version(text)
+    except rx.InvalidVersionError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def record_licenses(records: Iterable[RepoDataRecord]) -> dict[str, str]:
+    """Package name -> the license its channel declares (empty names are left out)."""
+    return {r.name.normalized: str(r.license) for r in records if getattr(r, "license", None)}

@@ -40,6 +40,7 @@ def payload(config: Config, outcome: BuildOutcome) -> dict[str, Any]:
                             for k in ("added", "removed", "upgraded", "downgraded", "rebuilt")},
                  "changes": [c.to_json() for c in diff.changes]} if diff is not None else None,
         "error": outcome.error, "message": outcome.message,
+        "advisories": outcome.advisories,  # introduced by this build (docs/security.md)
         "log": str(outcome.log) if outcome.log else None,
         "host": socket.gethostname(), "time": iso(utcnow()), "root": str(config.root),
     }

@@ -49,6 +49,7 @@ class BuildOutcome:
     kernels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
     pyc: dict[str, Any] | None = None  # the bytecode step's counts (envmgr.build.pycache.PycReport)
+    advisories: list[dict[str, Any]] = field(default_factory=list)  # introduced (build.advisory_gate)
 
     @property
     def exit_code(self) -> int:
@@ -57,7 +58,9 @@ class BuildOutcome:
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "status": self.status, "build_id": self.build_id,
                 "prefix": str(self.prefix) if self.prefix else None, "previous": self.previous,
-                "diff": self.diff.to_json() if self.diff else None, "timings": self.timings,
+                "diff": {**self.diff.to_json(), "advisories": self.advisories} if self.diff else None,
+                "timings": self.timings,
                 "error": self.error, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
-                "kernels": self.kernels, "warnings": self.warnings, "pyc": self.pyc}
+                "kernels": self.kernels, "warnings": self.warnings, "advisories": self.advisories,
+                "pyc": self.pyc}

@@ -28,6 +28,8 @@ from envmgr.config import Config
 from envmgr.errors import BuildFailed, EnvmgrError
 from envmgr.kernels.sync import sync_kernels
 from envmgr.familylock import Holder, family_lock
+from envmgr.build.advisory_gate import gate as advisory_gate
+from envmgr.catalog import sbom
 from .kernelcheck import run_cell
 from envmgr.fsutil import (
     atomic_symlink,
@@ -51,7 +53,7 @@ from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
 from envmgr.define.spec import Spec
 from envmgr.config import effective_policy
-from .pycache import fill_pycache
+from .pycache import PycReport, fill_pycache
 
 SMOKE_TIMEOUT = 600
 
@@ -161,6 +163,17 @@ def move_latest(layout: Layout, family: str, build_id: str, previous: str | None
 
 # -- the steps ---------------------------------------------------------------------------
 
+def compile_bytecode(config: Config, spec: Spec, staging: Path, log: BuildLog) -> PycReport | None:
+    """The spec's and site's ``pyc`` policy applied to ``staging``: cached entries, misses compiled."""
+    policy = effective_policy(config.pyc, spec.pyc)
+    if policy.compile == "none":
+        return None
+    log(f"bytecode ({policy.compile}): from the .pyc cache, compiling what it lacks")
+    report = fill_pycache(staging, python_of(staging), config.pkgs_dir, policy, prefix_env(staging), log.raw)
+    log(f"bytecode: {report.summary()}")
+    return report
+
+
 def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
     """Run the spec's imports and script with the environment's own python."""
     checks: list[tuple[str, list[str]]] = []
@@ -216,6 +229,8 @@ def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) 
     atomic_write_text(layout.recorded_spec(family, build_id), lock.spec.source_text)
     write_lock(lock, layout.recorded_lock(family, build_id), command=command)
     atomic_write_json(layout.recorded_packages(family, build_id), lock.host_set.to_json())
+    sbom.write_for_lock(layout, family, build_id, lock.records.get(HOST_PLATFORM, []),  # CycloneDX
+                        list(lock.spec.channels))  # (envmgr.catalog.sbom, from the files above)
 
 
 # -- the pipeline -------------------------------------------------------------------------
@@ -304,9 +319,17 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
         return BuildOutcome(spec.name, BuildStatus.HELD, build_id=twin, previous=previous, timings=timings,
                             message=f"held: the locked packages equal {twin}, which was rolled back; "
                                     "use --force to publish them again")
+    gate = advisory_gate(config, lock, previous, progress)  # before installing anything
+    if gate.refused:
+        return BuildOutcome(spec.name, BuildStatus.FAILED, previous=previous, timings=timings, error=gate.error,
+                            error_exit_code=gate.exit_code, advisories=gate.found,
+                            message="refused by the advisories policy; nothing built, latest unchanged")
     check_free_space(layout.root, config.min_free_bytes)
     check_quota(config, lock.spec, lock.host_set)  # personal roots: user_quota, before installing anything
-    return _build_new(config, lock, options, holder, previous, previous_set, timings, progress)
+    outcome = _build_new(config, lock, options, holder, previous, previous_set, timings, progress)
+    outcome.advisories = gate.found
+    outcome.warnings += [gate.warning] if gate.warning else []
+    return outcome
 
 
 def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder,
@@ -341,15 +364,11 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
             log(f"installing into {staging}")
             _rattler.install(lock.records[HOST_PLATFORM], staging, config.pkgs_dir, target_prefix=final,
                              requested_specs=list(lock.spec.dependencies))
-        policy = effective_policy(config.pyc, lock.spec.pyc)
-        if policy.compile != "none":
+        if effective_policy(config.pyc, lock.spec.pyc).compile != "none":
             step("pyc")
             with timed(timings, "pyc"):
-                log(f"bytecode ({policy.compile}): from the .pyc cache, compiling what it lacks")
-                report = fill_pycache(staging, python_of(staging), config.pkgs_dir, policy,
-                                      prefix_env(staging), log.raw)
-                log(f"bytecode: {report.summary()}")
-                outcome.pyc = asdict(report)
+                report = compile_bytecode(config, lock.spec, staging, log)
+                outcome.pyc = asdict(report) if report else None
         step("smoke")
         with timed(timings, "smoke"):
             run_smoke_tests(lock, staging, log)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envmgr.catalog import records
+from envmgr.catalog.advisories import diff_advisories
 from ..config import Config
 from ..errors import EXIT_OK, NotFound
 from envmgr.catalog.inventory import FamilyView, family_view, locate_build
@@ -33,11 +34,12 @@ class DiffResult:
     a: str
     b: str
     diff: PackageDiff
+    advisories: dict[str, Any] | None = None  # introduced/resolved (catalog.advisories.diff_advisories)
 
     exit_code = EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
-        return {"from": self.a, "to": self.b, **self.diff.to_json()}
+        return {"from": self.a, "to": self.b, **self.diff.to_json(), "advisories": self.advisories}
 
 
 def diff_builds(config: Config, ref_a: str, ref_b: str) -> DiffResult:
@@ -49,4 +51,5 @@ def diff_builds(config: Config, ref_a: str, ref_b: str) -> DiffResult:
             raise NotFound(f"build {family}/{build_id} has no package list (it failed before locking)")
         sets.append((f"{family}/{build_id}", pkg_set))
     (a, set_a), (b, set_b) = sets
-    return DiffResult(a, b, diff(set_a, set_b))
+    found = diff_advisories(config, tuple(a.split("/", 1)), tuple(b.split("/", 1)))  # type: ignore[arg-type]
+    return DiffResult(a, b, diff(set_a, set_b), found)

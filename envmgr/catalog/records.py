@@ -52,13 +52,18 @@ class BuildRecord:
     latest_until: str | None = None
     deleted: str | None = None  # when gc removed the prefix; the record is a tombstone
     failed_prefix: str | None = None  # where a failed build is kept for inspection
+    history: tuple[dict[str, str], ...] = ()  # earlier lives: {"event": deleted|restored, "when", "user"}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["history"] = [dict(e) for e in self.history]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BuildRecord:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["history"] = tuple(known.get("history") or ())
+        return cls(**known)
 
     def evolve(self, **changes: Any) -> BuildRecord:
         return replace(self, **changes)

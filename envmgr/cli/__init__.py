@@ -9,7 +9,10 @@ from .._internal._exit import hard_exit
 from . import build_cmds  # noqa: F401
 from . import gc_cmds  # noqa: F401
 from . import misc_cmds  # noqa: F401
+from . import notebooks_cmds  # noqa: F401
 from . import ops_cmds  # noqa: F401
+from . import restore_cmds  # noqa: F401
+from . import security_cmds  # noqa: F401
 from . import serve_cmds  # noqa: F401
 from . import spec_cmds  # noqa: F401
 from . import stable_cmds  # noqa: F401

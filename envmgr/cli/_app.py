@@ -109,7 +109,10 @@ def _global_options(
     user: bool = typer.Option(False, "--user", help="Personal environments: your own root and "
                               "Jupyter kernels, under the site's channels and package policy."),
 ) -> None:
-    ctx.obj = CliState(config_path=config, root=root, quiet=quiet, user=user)
+    # Fill in the object run() passed (not a new one): run() renders errors with it, as JSON
+    # under --json.
+    obj = ctx.ensure_object(CliState)
+    obj.config_path, obj.root, obj.quiet, obj.user = config, root, quiet, user
 
 
 def _render_error(obj: CliState | None, exc: EnvmgrError) -> int:

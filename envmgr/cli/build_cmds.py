@@ -15,6 +15,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ._app import JSON_OPTION, app, state
 from .render import BUILD_STATE_STYLE, BUILD_STATUS_STYLE, render_diff
+from .security_cmds import render_build_advisories, render_diff_advisories
 
 if TYPE_CHECKING:
     from envmgr.build.batch import BuildReport, LockResult
@@ -121,6 +122,7 @@ def render_build_report(result: BuildReport) -> Iterable[Any]:
             yield Text(f"  {o.error}", style="red")
         if o.diff is not None and not o.diff.empty and o.previous is not None:
             yield render_diff(o.diff)
+        yield from render_build_advisories(o.advisories)
         if o.log:
             yield Text(f"  log: {o.log}", style="dim")
         for warning in o.warnings:
@@ -140,7 +142,10 @@ def render_builds(result: BuildsResult) -> Iterable[Any]:
     for b in reversed(result.view.builds):
         note = b.record.error or ("rolled back" if b.record.rolled_back else "")
         if b.record.deleted:
-            note = f"tombstone (deleted {b.record.deleted}); rebuild with --from-lock"
+            note = f"tombstone (deleted {b.record.deleted}); `envmgr restore` brings it back"
+        if b.record.history:
+            lives = ", ".join(f"{e['event']} {e['when']}" for e in b.record.history)
+            note = f"{note}; {lives}" if note else lives
         table.add_row(b.build_id, Text(b.state, style=BUILD_STATE_STYLE.get(b.state, "")),
                       str(b.record.package_count), b.record.started, ", ".join(b.releases),
                       (note or "").splitlines()[0] if note else "")
@@ -151,6 +156,7 @@ def render_diff_result(result: DiffResult) -> Iterable[Any]:
     yield Text(f"{result.a} -> {result.b}: {result.diff.summary()}", style="bold")
     if not result.diff.empty:
         yield render_diff(result.diff)
+    yield from render_diff_advisories(result.advisories)
 
 
 def render_rollback(result: RollbackResult) -> Iterable[Any]:

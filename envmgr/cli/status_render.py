@@ -51,6 +51,13 @@ def _stable_cell(f: FamilyStatus) -> Text:
     return text if f.stable else Text("-", style="dim")
 
 
+def _kernels_cell(f: FamilyStatus) -> Text:
+    """Per build with a held lease: kernels and users here, and whether another host holds it."""
+    if not f.kernels:
+        return Text("-", style="dim")
+    return Text("\n".join(f"{k.build_id}: {k.describe()}" for k in f.kernels), style="cyan")
+
+
 def _gc_cell(f: FamilyStatus) -> Text:
     if not f.gc_waiting:
         return Text("-", style="dim")
@@ -72,13 +79,13 @@ def _building_cell(f: FamilyStatus) -> Text:
 def _family_table(report: StatusReport) -> Table:
     table = Table(title=f"envmgr status · {report.root} · {report.generated}", header_style="bold",
                   show_lines=True)
-    for column in ("group", "family", "latest", "last run", "stable", "waiting for gc",
+    for column in ("group", "family", "latest", "last run", "stable", "kernels", "waiting for gc",
                    "building now", "disk"):
         table.add_column(column)
     for f in report.families:
         disk = human_bytes(f.disk_bytes) if f.disk_bytes is not None else "-"
         table.add_row(f.group, Text(f.family, style="bold"), _latest_cell(f), _last_run_cell(f),
-                      _stable_cell(f), _gc_cell(f), _building_cell(f), disk)
+                      _stable_cell(f), _kernels_cell(f), _gc_cell(f), _building_cell(f), disk)
     return table
 
 

@@ -50,7 +50,8 @@ def settings_from_environ(config: Config, environ: Mapping[str, str], *, ip: str
         ip=ip or url.hostname or "127.0.0.1", port=port or url.port or DEFAULT_PORT,
         build_scope=build_scope, api_url=environ["JUPYTERHUB_API_URL"],
         client_id=environ.get("JUPYTERHUB_CLIENT_ID") or f"service-{name}",
-        cookie_secret_file=cookie_secret_file or config.layout.hub_cookie_secret)
+        cookie_secret_file=cookie_secret_file or config.layout.hub_cookie_secret,
+        metrics_token=environ.get("ENVMGR_METRICS_TOKEN") or None)
 
 
 def cookie_secret(path: Path) -> bytes:

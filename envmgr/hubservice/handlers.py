@@ -10,6 +10,7 @@ EventSource, which cannot send headers).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from dataclasses import dataclass, field
@@ -281,10 +282,40 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
         self.hub_auth = service.auth
 
 
+class MetricsHandler(APIHandler):
+    """Prometheus scrapes: ``Authorization: Bearer <ENVMGR_METRICS_TOKEN>``, or a hub login or hub
+    API token with the staff (build) scope. Everyone else gets 403: usage figures name users."""
+
+    def _token_matches(self) -> bool | None:
+        """True/False for a presented metrics token; None when there is none to compare."""
+        expected = self.service.settings.metrics_token
+        header = self.request.headers.get("Authorization", "")
+        if not expected or not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        return scheme.lower() in ("bearer", "token") and hmac.compare_digest(value.strip().encode(),
+                                                                             expected.encode())
+
+    async def get(self) -> None:
+        from envmgr.ops.metrics import CONTENT_TYPE, metrics_text
+
+        matches = self._token_matches()
+        if matches is False:
+            raise web.HTTPError(403, "wrong metrics token")
+        if matches is None and not (self.current_user and self.can_build):
+            raise web.HTTPError(403, "metrics need the metrics token (ENVMGR_METRICS_TOKEN) or the "
+                                     f"staff scope {self.service.settings.build_scope}")
+        body = await self.in_thread(metrics_text, self.service.settings.config)
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
 ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (r"", PageHandler),
     (r"oauth_callback", OAuthCallbackHandler),
     (r"api/state", StateHandler),
+    (r"metrics", MetricsHandler),
     (rf"api/families/{FAMILY}/build", BuildHandler),
     (rf"api/families/{FAMILY}/rollback", RollbackHandler),
     (rf"api/families/{FAMILY}/jobs/{ID}", JobHandler),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from envmgr.ops.advisories import status_advisories
 from ..config import Config
 from ..errors import EnvmgrError
 from ..familylock import holder_info
@@ -105,6 +106,7 @@ def family_entry(config: Config, family: str, spec: Spec | None, status: dict[st
         running=running_entry(config, family, running_job),
         last_job=_job_summary(recent[0]) if recent else None,
         rollback_target=_rollback_target(config, family) if status else None,
+        advisories=status_advisories(config.layout, family, entry.get("latest"), entry.get("stable") or []),
     )
     return entry
 

@@ -21,6 +21,7 @@ class ServiceSettings:
     api_url: str
     client_id: str
     cookie_secret_file: Path
+    metrics_token: str | None = None  # ENVMGR_METRICS_TOKEN: Prometheus's bearer token for …/metrics
 
     @property
     def access_scope(self) -> str:

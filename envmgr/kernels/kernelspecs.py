@@ -92,6 +92,7 @@ class KernelFamily:
     latest_build: str | None = None
     latest_built: str | None = None
     stable: Sequence[StableRelease] = ()
+    resources: Mapping[str, bytes] = field(default_factory=dict)  # extra files in every kernelspec
 
     def __post_init__(self) -> None:
         releases = tuple(r if isinstance(r, StableRelease) else StableRelease(*r) for r in self.stable)
@@ -176,9 +177,8 @@ def desired_kernels(layout: Layout, fam: KernelFamily, *, launcher: Path) -> lis
     plans = []
     if fam.latest_build is not None:
         plans.append(_plan(layout, fam, template, files, launcher, None))
-    labels = _sortable_labels([r.release for r in fam.stable])
     for rel in fam.stable:
-        plans.append(_plan(layout, fam, template, files, launcher, (rel, labels[rel.release])))
+        plans.append(_plan(layout, fam, template, files, launcher, (rel, rel.release)))
     seen: set[str] = set()
     for plan in plans:
         if plan.name in seen:
@@ -202,7 +202,7 @@ def _plan(layout: Layout, fam: KernelFamily, template: Mapping[str, Any], files:
         target = layout.prefix(fam.family, rel.build_id)
         info = {"channel": "stable", "release": rel.release, "build_id": rel.build_id,
                 "built": rel.built, "support_until": rel.support_until}
-    envmgr = {"family": fam.family, "group": fam.group, "display_name": fam.display_name, **info}
+    envmgr = {"v": 1, "family": fam.family, "group": fam.group, "display_name": fam.display_name, **info}
     spec: dict[str, Any] = {
         "argv": _launcher_argv(layout, fam, launcher, target, template["argv"]),
         "display_name": f"{fam.display_name}{SEPARATOR}{label}",
@@ -213,7 +213,7 @@ def _plan(layout: Layout, fam: KernelFamily, template: Mapping[str, Any], files:
         spec["interrupt_mode"] = template["interrupt_mode"]
     if fam.env:
         spec["env"] = dict(sorted(fam.env.items()))
-    return KernelSpecPlan(name, spec, dict(files))
+    return KernelSpecPlan(name, spec, {**files, **fam.resources})
 
 
 def _launcher_argv(layout: Layout, fam: KernelFamily, launcher: Path, target: Path,
@@ -245,28 +245,6 @@ def _check_family(layout: Layout, fam: KernelFamily) -> None:
     mib = fam.mem_limit_mib
     if mib is not None and (isinstance(mib, bool) or not isinstance(mib, int) or mib <= 0):
         raise UsageError(f"family {fam.family!r}: memory limit must be a positive number of MiB, not {mib!r}")
-
-
-def _sortable_labels(releases: Sequence[str]) -> dict[str, str]:
-    """Zero-pad numbers in release labels where needed so that display names sort.
-
-    JupyterLab orders launcher cards by display_name with localeCompare, which
-    puts "2024.10" before "2024.9". The n-th number of every label is padded to
-    the widest n-th number among the family's releases ("2024.09", "2024.10");
-    labels that already sort are unchanged.
-    """
-    split = {r: re.split(r"(\d+)", r) for r in releases}
-    widths: dict[int, int] = {}
-    for parts in split.values():
-        for i, num in enumerate(parts[1::2]):
-            widths[i] = max(widths.get(i, 0), len(num))
-    out = {}
-    for rel, parts in split.items():
-        parts = list(parts)
-        for i in range(1, len(parts), 2):
-            parts[i] = parts[i].zfill(widths[i // 2])
-        out[rel] = "".join(parts)
-    return out
 
 
 def _load_template(name: str) -> tuple[dict[str, Any], dict[str, bytes]]:

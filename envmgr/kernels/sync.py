@@ -8,13 +8,24 @@ builds then become collectable.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from envmgr.config import Config
 from envmgr.catalog.inventory import FamilyView, family_view
-from envmgr.kernels.kernelspecs import KernelFamily, StableRelease, SyncResult, remove_family_kernels, sync_family_kernels
+from envmgr.kernels import retired
+from envmgr.kernels.kernelspecs import (
+    SEPARATOR,
+    KernelFamily,
+    StableRelease,
+    SyncResult,
+    kernel_name,
+    remove_family_kernels,
+    sync_family_kernels,
+)
 from envmgr.catalog.governing import recorded_spec
 from envmgr.define.spec import Spec
+from envmgr.layout import LATEST
 
 
 def kernel_family(config: Config, view: FamilyView, spec: Spec) -> KernelFamily:
@@ -47,7 +58,27 @@ def sync_kernels(config: Config, family: str, spec: Spec | None = None) -> SyncR
     if spec is None:
         return None
     view = family_view(config, family, spec)
-    return sync_family_kernels(Path(config.kernels_dir), config.layout, kernel_family(config, view, spec))
+    fam = kernel_family(config, view, spec)
+    entries = retired.refresh(Path(config.kernels_dir), family, live_kernels(fam), expired_releases(view))
+    fam = replace(fam, resources={retired.RESOURCE_NAME: retired.resource_bytes(entries)})
+    return sync_family_kernels(Path(config.kernels_dir), config.layout, fam)
+
+
+def live_kernels(fam: KernelFamily) -> list[retired.LiveKernel]:
+    """The kernels ``fam`` is about to have (successor candidates for retired releases)."""
+    live = [retired.LiveKernel(kernel_name(fam.family, rel.release), f"{fam.display_name}{SEPARATOR}"
+                               f"{rel.release}", rel.release, rel.support_until) for rel in fam.stable]
+    if fam.latest_build is not None:
+        live.append(retired.LiveKernel(kernel_name(fam.family, LATEST),
+                                       f"{fam.display_name}{SEPARATOR}{LATEST}", None))
+    return live
+
+
+def expired_releases(view: FamilyView) -> list[retired.Retirement]:
+    """Releases whose support ended: their kernels go, their notebooks need a successor."""
+    return [retired.Retirement(kernel_name(view.family, r.release), view.family, r.release, r.build_id,
+                               r.until.isoformat(), retired.today(), reason="expired")
+            for r in view.releases if r.expired()]
 
 
 def remove_kernels(config: Config, family: str) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 
+from envmgr.ops.advisories import doctor_summary
 from envmgr.config import Config
 from envmgr.errors import EXIT_FAILURE, EXIT_OK, EnvmgrError
 from envmgr.kernels.kernelspecs import installed_kernels, kernel_name
@@ -417,6 +418,7 @@ def run_doctor(config: Config, *, kernels: bool = True, mounts_text: str | None 
         ("flock(1)", check_flock_command),
         ("filesystem", lambda: check_filesystem(config, mounts_text, exports_text)),
         ("free space", lambda: check_free_space(config)),
+        ("advisories", lambda: Check("advisories", *doctor_summary(config))),
     ]
     if kernels:
         steps.append(("kernels", lambda: kernel_checks(config)))

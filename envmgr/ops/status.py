@@ -33,6 +33,8 @@ from envmgr.host.mounts import LockSafety, Mount, lock_safety, mount_of, read_mo
 from envmgr.host.procscan import ProcessScan, scan_processes
 from envmgr.clock import iso, parse_iso, utcnow
 from envmgr.gc.retention import FamilyInput, FamilyPlan, ReasonCode, Usage, effective_policy, plan_family
+from envmgr.ops.usage import BuildKernels, family_kernels
+from envmgr.ops.advisories import status_advisories, warning_text
 
 STALE_RUN = dt.timedelta(hours=48)  # no build run for this long: is the nightly running?
 # Reasons that keep a build for good (not "waiting for gc"): latest, supported stable, pinned.
@@ -64,9 +66,11 @@ class FamilyStatus:
     spec_source: str = ""  # which spec speaks for the family (catalog.governing.family_spec)
     note: str = ""
     warnings: list[StatusWarning] = field(default_factory=list)
+    kernels: list[BuildKernels] = field(default_factory=list)  # builds with kernels (envmgr.usage)
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "group": self.group, "display_name": self.display_name,
+                "kernels": [k.to_json() for k in self.kernels],
                 "latest": self.latest, "last_run": self.last_run, "last_build": self.last_build,
                 "stable": self.stable, "gc_waiting": self.gc_waiting, "building": self.building,
                 "disk_bytes": self.disk_bytes, "spec_source": self.spec_source, "note": self.note,
@@ -267,8 +271,10 @@ def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date
         latest=_latest(inp, now), last_run=_last_run(layout, family),
         last_build=_last_build(inp.view), stable=_stable(inp, today),
         gc_waiting=_gc_waiting(inp, plan_family(inp, now)), building=_building(layout, family, now),
-        spec_source=choice.source, note=note)
+        spec_source=choice.source, note=note, kernels=family_kernels(inp.usage))
     fs.warnings = family_warnings(fs, now)
+    for adv in status_advisories(layout, family, fs.latest, fs.stable):  # the last stored check
+        _warn(fs.warnings, "advisory", warning_text(family, adv), family)
     if choice.error:
         _warn(fs.warnings, "spec-unreadable", f"{family}: its spec {choice.source} cannot be read "
               f"({choice.error}); gc defers the family", family)

@@ -16,6 +16,7 @@ from typing import Any
 
 
 from envmgr.catalog import stable
+from envmgr.kernels import retired
 from envmgr.audit import audit
 from envmgr.config import Config
 from envmgr.errors import EXIT_OK, NotFound, UsageError
@@ -115,7 +116,10 @@ def retire(config: Config, family: str, release: str, progress: Progress = no_pr
                                  hint=f"remove it from {spec.name}'s spec by pull request and build")
             raise NotFound(f"family '{family}' has no promoted release '{release}'",
                            hint="`envmgr stable list` shows the releases")
-        sync_kernels(config, family)
+        retired.note(Path(config.kernels_dir), retired.Retirement(
+            kernel_name(family, release), family, release, gone.build_id, gone.until.isoformat(),
+            retired.today()))
+        sync_kernels(config, family)  # fills in the successor
     audit(layout, "retire", family=family, release=release, build_id=gone.build_id)
     return RetireResult(family, release, gone.build_id)
 

@@ -5,6 +5,7 @@
 import type { TranslationBundle } from '@jupyterlab/translation';
 import type { IEnvmgrEntry } from './grouping';
 import type { IEnvmgrKernel } from './metadata';
+import { releaseLabel } from './metadata';
 
 /**
  * The badge of a kernel: `latest` or its release name.
@@ -13,7 +14,7 @@ export function badgeText(
   kernel: IEnvmgrKernel,
   trans: TranslationBundle
 ): string {
-  return kernel.release ?? trans.__('latest');
+  return releaseLabel(kernel, trans.__('latest'));
 }
 
 /**

@@ -9,10 +9,12 @@
 import type { JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { sessionDialogsPlugin } from './kerneldialog';
 import { launcherPlugin } from './launcher';
+import { lifecyclePlugin } from './lifecycle';
 
 const plugins: JupyterFrontEndPlugin<unknown>[] = [
   launcherPlugin,
-  sessionDialogsPlugin
+  sessionDialogsPlugin,
+  lifecyclePlugin
 ];
 
 export default plugins;

@@ -23,6 +23,7 @@ import { Widget } from '@lumino/widgets';
 import { kernelTooltip } from './describe';
 import type { IEnvmgrEntry } from './grouping';
 import { groupSections } from './grouping';
+import { announce, noticeFor } from './lifecycle';
 import { envmgrKernel } from './metadata';
 
 type KernelOptions = SessionContextDialogs.IKernelOptions;
@@ -67,6 +68,17 @@ class EnvmgrSessionDialogs extends SessionContextDialogs {
     if (sessionContext.isDisposed) {
       return;
     }
+    // A notebook on a retired kernel: the end-of-support notice (with its
+    // "Switch to" action) instead of a bare choice, the first time only;
+    // Kernel > Change Kernel afterwards opens the dialog as usual.
+    if (sessionContext.hasNoKernel && !this._retiredNoticeShown.has(sessionContext)) {
+      const notice = await noticeFor(sessionContext);
+      if (notice?.kind === 'retired') {
+        this._retiredNoticeShown.add(sessionContext);
+        await announce(sessionContext);
+        return;
+      }
+    }
     const dialog = kernelDialog(sessionContext, this._envmgrTranslator);
     const result = await dialog.launch();
     if (!sessionContext.isDisposed && result.button.accept) {
@@ -75,6 +87,7 @@ class EnvmgrSessionDialogs extends SessionContextDialogs {
   }
 
   private _envmgrTranslator: ITranslator;
+  private _retiredNoticeShown = new WeakSet<ISessionContext>();
 }
 
 function kernelDialog(

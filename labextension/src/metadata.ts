@@ -9,9 +9,19 @@
 import type { ILauncher } from '@jupyterlab/launcher';
 
 /**
+ * The version of the kernelspec block this extension reads
+ * (`metadata.envmgr.v`). Blocks written before versioning have no `v` (read
+ * as 0, same keys); newer versions keep the keys read here, so they are read
+ * too. Anything else (`v` not a whole number >= 0) is not envmgr's block.
+ */
+export const METADATA_VERSION = 1;
+
+/**
  * The `metadata.envmgr` block of an envmgr kernelspec.
  */
 export interface IEnvmgrKernel {
+  /** `metadata.envmgr.v`; 0 for blocks written before it existed. */
+  version: number;
   family: string;
   group: string;
   channel: 'latest' | 'stable';
@@ -40,6 +50,10 @@ function asString(value: unknown): string | null {
  */
 export function envmgrKernel(kernelMetadata: unknown): IEnvmgrKernel | null {
   const block = asObject(asObject(kernelMetadata)?.['envmgr']);
+  const version = block?.['v'] ?? 0;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 0) {
+    return null;
+  }
   const family = asString(block?.['family']);
   const group = asString(block?.['group']);
   const channel = block?.['channel'];
@@ -51,6 +65,7 @@ export function envmgrKernel(kernelMetadata: unknown): IEnvmgrKernel | null {
     return null;
   }
   return {
+    version,
     family,
     group,
     channel,
@@ -60,6 +75,15 @@ export function envmgrKernel(kernelMetadata: unknown): IEnvmgrKernel | null {
     supportUntil: asString(block['support_until']),
     displayName: asString(block['display_name']) ?? family
   };
+}
+
+/**
+ * The label of a kernel's release, the same everywhere (launcher badge,
+ * tooltip, notifications): the release name as promoted, which is also what
+ * the kernel's display name ends with; `latest` for the latest channel.
+ */
+export function releaseLabel(kernel: IEnvmgrKernel, latest = 'latest'): string {
+  return kernel.release ?? latest;
 }
 
 /**

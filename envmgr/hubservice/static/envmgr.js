@@ -86,20 +86,47 @@
     return el('td', { class: 'actions' }, build, back);
   }
 
+  // Advisories on the family's latest and stable builds (the last `envmgr advisories check`).
+  function advisoryBadge(f) {
+    const found = f.advisories || [];
+    if (!found.length) return null;
+    const ids = [...new Set(found.map(a => a.advisory))];
+    const lines = found.map(a => `${a.advisory} [${a.severity}] ${a.package} ${a.version} in ${a.roles.join(', ')}`
+      + (a.fixed ? ` (fixed in ${a.fixed})` : ''));
+    return el('details', { class: 'advisories', 'data-field': 'advisories' },
+      el('summary', { class: 'badge advisory', title: lines.join('\n') },
+        `${ids.length} ${ids.length === 1 ? 'advisory' : 'advisories'}`),
+      el('ul', {}, lines.map(line => el('li', {}, line))));
+  }
+
   function familyRow(f) {
     const latest = f.latest || {};
     return el('tr', { 'data-family': f.family, 'data-running': f.running ? 'true' : 'false' },
-      el('td', {}, el('strong', {}, f.display_name), el('br'), el('code', { class: 'muted' }, f.family)),
+      el('td', {}, el('strong', {}, f.display_name), el('br'), el('code', { class: 'muted' }, f.family),
+        advisoryBadge(f)),
       el('td', { 'data-field': 'latest' }, latest.build_id ? el('code', {}, latest.build_id) : '—'),
       el('td', { 'data-field': 'age', title: latest.built || latest.since || '' }, age(latest.age_seconds)),
       el('td', { class: 'num', 'data-field': 'packages' }, latest.package_count ?? ''),
       resultCell(f.last_result),
       el('td', { 'data-field': 'stable' }, f.stable.length ? el('ul', {}, f.stable.map(releaseItem)) : '—'),
+      kernelsCell(f.kernels || []),
       actions(f));
   }
 
+  // Per build with a held lease: kernels on the service's host (and whose), or another host.
+  function kernelsCell(builds) {
+    if (!builds.length) return el('td', { 'data-field': 'kernels' }, '—');
+    return el('td', { 'data-field': 'kernels' }, el('ul', {}, builds.map(k => {
+      const here = k.kernels ? `${k.kernels} (${k.users.join(', ')})` : '';
+      const away = k.other_host ? 'another host' : '';
+      return el('li', { 'data-build': k.build_id, 'data-kernels': String(k.kernels) },
+        el('code', {}, k.build_id), ': ', [here, away].filter(Boolean).join('; ') || 'lease held');
+    })));
+  }
+
   function groupTable(group) {
-    const head = ['Family', 'Latest build', 'Built', 'Packages', 'Last result', 'Stable releases', ''];
+    const head = ['Family', 'Latest build', 'Built', 'Packages', 'Last result', 'Stable releases',
+      'Kernels', ''];
     return el('section', { 'data-group': group.group },
       el('h2', {}, group.group),
       el('table', {},
