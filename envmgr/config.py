@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_core.paths import jupyter_data_dir
 from ruamel.yaml.comments import CommentedMap
 
 from .errors import ConfigError, UsageError
@@ -29,6 +28,7 @@ from envmgr.units import parse_size
 from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 SITE_CONFIG = Path("/etc/envmgr/config.yaml")
+COMPILE_MODES = ("all", "noarch", "none")  # the pyc policy's compile values (build.pycache)
 DEMO_CHANNEL = "demo"  # built-in channel name: the local demo channel under the root
 DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org/"
 
@@ -36,6 +36,61 @@ DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org/"
 class ConfigFileError(FileProblems, ConfigError):
     title = "invalid configuration"
     recheck = "Fix the keys named above; `envmgr doctor` re-checks."
+
+
+# -- the pyc policy: the site's `pyc:` section, a spec's keys over it (docs/design.md, Bytecode)
+
+@dataclass(frozen=True)
+class PycPolicy:
+    """Which installed ``.py`` files get bytecode at build time."""
+
+    compile: str = "all"  # all | noarch (conda's behaviour) | none
+    exclude: tuple[str, ...] = ()  # fnmatch globs on the path inside the prefix, e.g. */tests/*
+
+    def to_json(self) -> dict[str, Any]:
+        return {"compile": self.compile, "exclude": list(self.exclude)}
+
+
+@dataclass(frozen=True)
+class PycOverride:
+    """A spec's ``pyc:`` section: each key set replaces the site's value."""
+
+    compile: str | None = None
+    exclude: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"compile": self.compile, "exclude": None if self.exclude is None else list(self.exclude)}
+
+
+def effective_policy(site: PycPolicy, spec: PycOverride | None) -> PycPolicy:
+    if spec is None:
+        return site
+    return PycPolicy(compile=spec.compile if spec.compile is not None else site.compile,
+                     exclude=spec.exclude if spec.exclude is not None else site.exclude)
+
+
+def parse_pyc_section(c: YamlChecker, doc: CommentedMap, where: str = ""
+                      ) -> tuple[str | None, tuple[str, ...] | None]:
+    """``pyc: {compile: all|noarch|none, exclude: [glob, ...]}``; (None, None) for unset keys.
+
+    Shared by the site configuration and specs (a spec's keys replace the site's).
+    """
+    section = c.mapping(doc, "pyc", where)
+    if section is None:
+        return None, None
+    c.check_keys(section, ("compile", "exclude"), f"{where}pyc.")
+    mode = None
+    if "compile" in section:
+        mode = c.string(section, "compile", f"{where}pyc.") or None
+        if mode is not None and mode not in COMPILE_MODES:
+            c.add(c.value_pos(section, "compile"), f"{where}pyc.compile",
+                  f"must be one of {', '.join(COMPILE_MODES)} (got {section['compile']!r})")
+            mode = None
+    exclude = None
+    if "exclude" in section:
+        exclude = c.string_list(section, "exclude", f"{where}pyc.",
+                                check=lambda g: None if g.strip() else "an empty glob excludes nothing")
+    return mode, exclude
 
 
 @dataclass(frozen=True)
@@ -57,7 +112,7 @@ class Config:
     min_free_bytes: int = 2 * 1024**3
     support_years: int = 3
     retention: RetentionPolicy = RetentionPolicy()
-    compile_pyc: bool = True
+    pyc: PycPolicy = PycPolicy()  # the `pyc:` section (`compile_pyc: false` is compile: none)
     notify_command: tuple[str, ...] = ()
     solver: str = "rattler"
     conda_lock_command: tuple[str, ...] = ()
@@ -80,6 +135,11 @@ class Config:
     @property
     def layout(self) -> Layout:
         return Layout(self.root)
+
+    @property
+    def compile_pyc(self) -> bool:
+        """The older switch: False when the site compiles nothing."""
+        return self.pyc.compile != "none"
 
     @property
     def governing_specs_dir(self) -> Path | None:
@@ -127,6 +187,7 @@ class Config:
             "specs_dir": str(self.specs_dir), "channels": dict(self.channels),
             "min_free_bytes": self.min_free_bytes, "support_years": self.support_years,
             "retention": vars(self.retention), "compile_pyc": self.compile_pyc,
+            "pyc": self.pyc.to_json(),
             "notify_command": list(self.notify_command), "solver": self.solver,
             "source": str(self.source) if self.source else None,
             "site_source": str(self.site_source) if self.site_source else None,
@@ -159,13 +220,20 @@ def _as_url(value: str, source: Path | None) -> str:
     return Path(os.path.abspath(path)).as_uri()  # not resolve(): channels may be symlinks
 
 
+def jupyter_data_dir() -> str:
+    """The user's Jupyter data directory (jupyter_core imported only when it is needed: start-up)."""
+    from jupyter_core.paths import jupyter_data_dir as data_dir
+
+    return data_dir()
+
+
 def default_root(environ: dict[str, str]) -> Path:
     data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "envmgr"
 
 
 CONFIG_KEYS = ("root", "kernels_dir", "pkgs_dir", "specs_dir", "channels", "min_free_space",
-               "support_years", "retention", "compile_pyc", "notify_command", "solver",
+               "support_years", "retention", "compile_pyc", "pyc", "notify_command", "solver",
                "conda_lock_command", "policy", "user_quota", "kernel_env_allow", "advisories_dir",
                "advisories")
 # Keys a site file at the fixed path sets for everyone: no other file can replace them.
@@ -213,6 +281,33 @@ def _policy_values(c: YamlChecker, doc: CommentedMap, base: Path, values: dict[s
             values["user_quota"] = parse_size(doc["user_quota"])
         except ValueError as exc:
             c.add(c.value_pos(doc, "user_quota"), "user_quota", str(exc))
+
+
+def _pyc_values(c: YamlChecker, doc: CommentedMap, values: dict[str, Any]) -> None:
+    """The ``pyc:`` section, and ``compile_pyc: true|false`` (kept as an alias of pyc.compile)."""
+    alias = None
+    if "compile_pyc" in doc:
+        if not isinstance(doc["compile_pyc"], bool):
+            c.add(c.value_pos(doc, "compile_pyc"), "compile_pyc", "must be true or false")
+        else:
+            alias = "all" if doc["compile_pyc"] else "none"
+    mode, exclude = parse_pyc_section(c, doc)
+    if alias is not None and mode is not None and alias != mode:
+        c.add(c.key_pos(doc, "compile_pyc"), "compile_pyc",
+              f"contradicts pyc.compile: {mode}; remove compile_pyc (pyc.compile replaces it)")
+    mode = mode or alias
+    if mode is not None or exclude is not None:
+        values["pyc"] = (mode, exclude)
+
+
+def _merge_pyc(values: dict[str, Any], site_values: dict[str, Any]) -> PycPolicy:
+    """The chosen file's pyc keys over the site file's, over the defaults."""
+    policy = PycPolicy()
+    for layer in (site_values, values):
+        mode, exclude = layer.get("pyc", (None, None))
+        policy = PycPolicy(compile=mode or policy.compile,
+                           exclude=policy.exclude if exclude is None else tuple(exclude))
+    return policy
 
 
 def _refuse_locked(c: YamlChecker, doc: CommentedMap, locked: tuple[str, ...], site: Path) -> None:
@@ -265,11 +360,7 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
         overrides = {k: v for k in ("keep_previous", "grace_days", "failed_days")
                      if (v := c.non_negative_int(retention, k, "retention.")) is not None}
         values["retention"] = RetentionPolicy(**overrides)
-    if "compile_pyc" in doc:
-        if not isinstance(doc["compile_pyc"], bool):
-            c.add(c.value_pos(doc, "compile_pyc"), "compile_pyc", "must be true or false")
-        else:
-            values["compile_pyc"] = doc["compile_pyc"]
+    _pyc_values(c, doc, values)
     for key in ("notify_command", "conda_lock_command"):
         if key in doc:  # only keys the file sets: a second file is merged over the site file
             values[key] = _command(c, doc, key)
@@ -391,7 +482,7 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         min_free_bytes=values.get("min_free_bytes", Config.min_free_bytes),
         support_years=values.get("support_years", Config.support_years),
         retention=values.get("retention", RetentionPolicy()),
-        compile_pyc=values.get("compile_pyc", True),
+        pyc=_merge_pyc(values, site_values),
         notify_command=values.get("notify_command", ()),
         solver=values.get("solver", "rattler"),
         conda_lock_command=values.get("conda_lock_command", ()),

@@ -861,3 +861,20 @@ def test_gc_decides_the_same_from_every_working_directory(base, tmp_path):
         assert len(sources) == 1, sources
         assert sources.pop().startswith("recorded " if config == unnamed else str(checkout / "specs"))
     assert layout.prefix("fam", old).is_dir(), "a dry run deletes nothing"
+
+def test_a_deletion_is_sized_once_and_the_figure_kept_with_its_record(base, tmp_path):
+    config, layout = make_site(tmp_path, base)
+    old, new = bid(1), bid(2)
+    clone(base, layout, old, finished=NOW)
+    clone(base, layout, new, finished=NOW)
+    publish(layout, old)
+    publish(layout, new)
+    first = by_id(gc_json(config, "--dry-run", "--no-prune-cache"))[old]
+    kept = json.loads((layout.record_dir("fam", old) / "size.json").read_text())
+    assert first["action"] == "delete" and kept == {**kept, "target": "prefix", "bytes": first["bytes"]}
+    # The next dry run reads the figure instead of walking the prefix again.
+    (layout.record_dir("fam", old) / "size.json").write_text(json.dumps({**kept, "bytes": 12345}))
+    again = gc_json(config, "--dry-run", "--no-prune-cache")
+    assert by_id(again)[old]["bytes"] == 12345 and again["summary"]["freed_bytes"] >= 12345
+    done = gc_json(config, "--no-prune-cache")  # the real run counts what it really freed
+    assert by_id(done)[old]["state"] == "deleted" and by_id(done)[old]["bytes"] == first["bytes"]

@@ -17,6 +17,7 @@ from envmgr.lock.solve import Lock, solve_spec, write_lock
 from ..results import Progress, no_progress
 from envmgr.define.kernelenv import env_problems
 from envmgr.define.spec import Spec, SpecError, load_spec, load_specs
+from envmgr.define.speccache import for_root
 
 def find_specs(config: Config, names_or_paths: list[str], *, all_specs: bool) -> list[Spec]:
     """Specs named by path or family name; none built if any sets a protected kernel env name."""
@@ -33,11 +34,19 @@ def _find_specs(config: Config, names_or_paths: list[str], *, all_specs: bool) -
         if not config.specs_dir.is_dir():
             raise UsageError(f"specs directory {config.specs_dir} does not exist",
                              hint="set specs_dir in the config, or run from the specs repository")
-        return load_specs([config.specs_dir])
+        return _load_cached(config, [config.specs_dir])
     if not names_or_paths:
         raise UsageError("name at least one spec (a path or a family name), or use --all")
     paths = [resolve_spec_path(config, item) for item in names_or_paths]
-    return load_specs(paths)
+    return _load_cached(config, paths)
+
+
+def _load_cached(config: Config, paths: list[Path]) -> list[Spec]:
+    """Through the root's parsed-spec cache: the nightly leaves it warm for status and gc."""
+    cache = for_root(config.layout)
+    specs = load_specs(paths, load=cache.load)
+    cache.save()
+    return specs
 
 
 def resolve_spec_path(config: Config, item: str) -> Path:

@@ -49,6 +49,7 @@ class BuildOutcome:
     message: str = ""
     kernels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the notification failed
+    pyc: dict[str, Any] | None = None  # the bytecode step's counts (envmgr.build.pycache.PycReport)
     advisories: list[dict[str, Any]] = field(default_factory=list)  # introduced (build.advisory_gate)
     failed_step: str | None = None
 
@@ -64,4 +65,4 @@ class BuildOutcome:
                 "error": self.error, "hint": self.hint, "log": str(self.log) if self.log else None,
                 "package_count": self.package_count, "message": self.message,
                 "kernels": self.kernels, "warnings": self.warnings, "advisories": self.advisories,
-                "failed_step": self.failed_step}
+                "failed_step": self.failed_step, "pyc": self.pyc}

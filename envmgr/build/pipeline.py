@@ -17,8 +17,9 @@ import subprocess
 import time
 import traceback
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 from envmgr.catalog import records
@@ -54,6 +55,8 @@ from envmgr.catalog.records import BuildRecord
 from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
 from envmgr.define.spec import Spec
+from envmgr.config import effective_policy
+from .pycache import PycReport, fill_pycache
 
 SMOKE_TIMEOUT = 600
 
@@ -110,9 +113,15 @@ def timed(timings: dict[str, float], step: str) -> Iterator[None]:
 
 
 def prefix_env(prefix: Path) -> dict[str, str]:
-    """A clean environment for running the build's own python (no host leakage)."""
+    """A clean environment for running the build's own python (no host leakage).
+
+    Smoke tests write no bytecode: what a prefix holds in ``__pycache__`` is
+    exactly what its ``pyc`` policy says (cached, unchecked-hash entries),
+    not whatever the smoke test happened to import.
+    """
     keep = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER") if k in os.environ}
-    return {**keep, "PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    return {**keep, "PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def python_of(prefix: Path) -> Path:
@@ -189,24 +198,15 @@ def move_latest(layout: Layout, family: str, build_id: str, previous: str | None
 
 # -- the steps ---------------------------------------------------------------------------
 
-def compile_bytecode(prefix: Path, final: Path, log: BuildLog) -> None:
-    """Compile .pyc for every site-packages file, on all cores, with the final paths.
-
-    Without it the first kernel start pays for compiling (2.3 s vs 0.8 s
-    measured here). Directory mode with -j 0 uses every core; a file list would
-    run on one. -s/-p rewrite staging paths to the final prefix in tracebacks.
-    """
-    dirs = [str(p) for p in site_packages(prefix)]
-    if not dirs:
-        return
-    argv = [str(python_of(prefix)), "-m", "compileall", "-q", "-j", "0",
-            "-s", str(prefix), "-p", str(final), *dirs]
-    proc = subprocess.run(argv, env=prefix_env(prefix), capture_output=True, text=True, timeout=1800)
-    log.raw(proc.stdout + proc.stderr)
-    if (refusal := compile_refusal(proc.stdout + proc.stderr, "pyc")) is not None:
-        raise refusal  # a full disk is not "some file did not compile"
-    if proc.returncode not in (0, 1):  # 1: some file did not compile (e.g. py2-only tests): harmless
-        raise BuildFailed(f"compiling bytecode failed (exit {proc.returncode}); see {log.path}")
+def compile_bytecode(config: Config, spec: Spec, staging: Path, log: BuildLog) -> PycReport | None:
+    """The spec's and site's ``pyc`` policy applied to ``staging``: cached entries, misses compiled."""
+    policy = effective_policy(config.pyc, spec.pyc)
+    if policy.compile == "none":
+        return None
+    log(f"bytecode ({policy.compile}): from the .pyc cache, compiling what it lacks")
+    report = fill_pycache(staging, python_of(staging), config.pkgs_dir, policy, prefix_env(staging), log.raw)
+    log(f"bytecode: {report.summary()}")
+    return report
 
 
 def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
@@ -231,6 +231,26 @@ def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise BuildFailed(f"smoke test ({what}) failed with exit {proc.returncode}:\n  "
                               + "\n  ".join(tail), hint=f"full output in {log.path}")
+
+
+def run_smoke_tests(layout: Layout, lock: Lock, build_id: str, staging: Path, log: BuildLog) -> None:
+    """The spec's checks and the kernel start through the launcher, side by side.
+
+    Two processes that are mostly imports; the kernel starts exactly as users will start it
+    (the kernelspec to be published, the launcher, the spec's env:, build.kernelsmoke).
+    """
+    kernel = lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name()
+    if not kernel:
+        smoke_test(lock.spec, staging, log)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="envmgr-kernel-smoke") as pool:
+        kernel_check = pool.submit(launcher_smoke_test, layout, lock.spec, build_id, staging, log)
+        try:
+            smoke_test(lock.spec, staging, log)
+        except BaseException:
+            wait([kernel_check])  # the spec's own failure is the one reported
+            raise
+        kernel_check.result()
 
 
 def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) -> None:
@@ -380,16 +400,14 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
             log(f"installing into {staging}")
             _rattler.install(lock.records[HOST_PLATFORM], staging, config.pkgs_dir, target_prefix=final,
                              requested_specs=list(lock.spec.dependencies))
-        if config.compile_pyc:
+        if effective_policy(config.pyc, lock.spec.pyc).compile != "none":
             step("pyc")
             with timed(timings, "pyc"):
-                log("compiling bytecode")
-                compile_bytecode(staging, final, log)
+                report = compile_bytecode(config, lock.spec, staging, log)
+                outcome.pyc = asdict(report) if report else None
         step("smoke")
         with timed(timings, "smoke"):
-            smoke_test(lock.spec, staging, log)
-            if lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
-                launcher_smoke_test(layout, lock.spec, build_id, staging, log)  # as users start it
+            run_smoke_tests(layout, lock, build_id, staging, log)
         record_files.result()  # the record is complete before anything is published
         make_read_only_for_others(staging)
         ensure_lease(layout, family, build_id)  # before the first kernel can start

@@ -20,7 +20,8 @@ from typing import Any
 from envmgr.catalog.inventory import family_view
 from envmgr.catalog.stable import EXPIRY_WARNING_DAYS, StableRelease
 from envmgr.config import Config
-from envmgr.define.spec import Spec, load_spec, spec_files
+from envmgr.define.spec import Spec, spec_files
+from envmgr.define.speccache import for_root
 from envmgr.errors import EnvmgrError
 
 
@@ -29,7 +30,7 @@ def recorded_spec(config: Config, family: str, build_id: str | None) -> Spec | N
     if build_id is None:
         return None
     path = config.layout.recorded_spec(family, build_id)
-    return load_spec(path) if path.is_file() else None
+    return for_root(config.layout).load(path) if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,15 @@ def spec_index(config: Config) -> dict[str, SpecChoice]:
     specs_dir = config.governing_specs_dir
     if specs_dir is None or not specs_dir.is_dir():
         return index
+    cache = for_root(config.layout)  # parses only files changed since any process parsed them
     for path in spec_files([specs_dir]):
         try:
-            spec = load_spec(path)
+            spec = cache.load(path)
         except EnvmgrError as exc:
             index.setdefault(path.stem, SpecChoice(None, str(path), exc.message.splitlines()[-1].strip()))
             continue
         index[spec.name] = SpecChoice(spec, str(path))
+    cache.save()
     return index
 
 

@@ -12,13 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 
-from envmgr.build.outcome import BuildOptions
-from envmgr.build.batch import build_families, find_specs, lock_spec_to_file, spec_beside_lock
-from envmgr.catalog.builds import diff_builds, list_builds
 from ..errors import UsageError
-from envmgr.lock.solve import command_line
-from envmgr.release.rollback import rollback
-from envmgr.define.spec import load_spec
 from ._app import JSON_OPTION, app, state
 from .render import BUILD_STATE_STYLE, BUILD_STATUS_STYLE, render_diff
 from .security_cmds import render_build_advisories, render_diff_advisories
@@ -44,6 +38,13 @@ def build(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Lock, build, smoke-test and publish; move latest. Unchanged locks build nothing."""
+    # The pipeline (py-rattler, conda-lock, jupyter_client) is imported by the commands that
+    # run it only: `--help`, status, builds and gc start without it (tests/test_cli_startup.py).
+    from envmgr.build.batch import build_families, find_specs, spec_beside_lock
+    from envmgr.build.outcome import BuildOptions
+    from envmgr.define.spec import load_spec
+    from envmgr.lock.solve import command_line
+
     obj = state(ctx, command="build", as_json=as_json)
     config = obj.config()
     names = list(specs or [])
@@ -70,6 +71,9 @@ def lock(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Solve a spec and write its conda-lock.yml (conda-lock's format)."""
+    from envmgr.build.batch import lock_spec_to_file
+    from envmgr.lock.solve import command_line
+
     obj = state(ctx, command="lock", as_json=as_json)
     obj.emit(lock_spec_to_file(obj.config(), spec, output, command=command_line(sys.argv[1:]),
                                progress=obj.progress), render_lock, as_json=as_json)
@@ -78,6 +82,8 @@ def lock(
 @app.command("builds")
 def builds(ctx: typer.Context, family: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """List a family's builds, newest first, with tombstones of deleted ones."""
+    from envmgr.catalog.builds import list_builds
+
     obj = state(ctx, command="builds", as_json=as_json)
     obj.emit(list_builds(obj.config(), family), render_builds, as_json=as_json)
 
@@ -86,6 +92,8 @@ def builds(ctx: typer.Context, family: str = typer.Argument(...), as_json: bool 
 def diff(ctx: typer.Context, build_a: str = typer.Argument(..., help="family/build-id or build id"),
          build_b: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Packages added, removed, upgraded or downgraded between two builds."""
+    from envmgr.catalog.builds import diff_builds
+
     obj = state(ctx, command="diff", as_json=as_json)
     obj.emit(diff_builds(obj.config(), build_a, build_b), render_diff_result, as_json=as_json)
 
@@ -99,6 +107,8 @@ def rollback_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Re-point a family's latest to an earlier good build, atomically."""
+    from envmgr.release.rollback import rollback
+
     obj = state(ctx, command="rollback", as_json=as_json)
     obj.emit(rollback(obj.config(), family, to, wait=not no_wait, progress=obj.progress),
              render_rollback, as_json=as_json)

@@ -62,6 +62,9 @@ def render_gc(result: GcResult) -> Iterable[Any]:
     elif cache.enabled:
         verb = "would prune" if result.dry_run else "pruned"
         yield Text(f"package cache: {verb} {len(cache.pruned)} unused packages, {cache.kept} kept")
+        if cache.pyc.entries or cache.pyc.markers:
+            yield Text(f".pyc cache: {verb} {cache.pyc.entries} entries no prefix links "
+                       f"({human_bytes(cache.pyc.bytes)})")
     for line in result.recovered:
         yield Text(f"recovered: {line}", style="yellow")
     if result.pending_trash:

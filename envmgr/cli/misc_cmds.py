@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.text import Text
 
-from envmgr.build.quickstart import SOURCE_EXAMPLE, quickstart
 from envmgr.config import ConfigResult
 from ._app import JSON_OPTION, app, state
 
@@ -30,6 +29,8 @@ def quickstart_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build the demo channel and the example spec, register its kernel (no conda needed)."""
+    from envmgr.build.quickstart import quickstart  # the pipeline: only when running it
+
     obj = state(ctx, command="quickstart", as_json=as_json)
     obj.emit(quickstart(obj.config(), spec, obj.progress), render_quickstart, as_json=as_json)
 
@@ -61,6 +62,8 @@ def config_show(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 
 
 def render_quickstart(result: QuickstartResult) -> Iterable[Any]:
+    from envmgr.build.quickstart import SOURCE_EXAMPLE
+
     o, cfg = result.outcome, result.config
     if o.status == "failed":
         yield Text(f"quickstart failed: {o.error}", style="bold red")

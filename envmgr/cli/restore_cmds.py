@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.text import Text
 
-from envmgr.gc.restore import RestoreResult, restore
-
 from ._app import JSON_OPTION, app, state
+
+if TYPE_CHECKING:
+    from envmgr.gc.restore import RestoreResult
 
 
 @app.command("restore")
@@ -18,6 +19,8 @@ def restore_cmd(ctx: typer.Context, family: str = typer.Argument(...),
                 build: str = typer.Argument(..., help="The deleted build's id (`envmgr builds FAMILY`)."),
                 as_json: bool = JSON_OPTION) -> None:
     """Re-create a deleted build from its tombstone: same lock, prefix and id, no solving."""
+    from envmgr.gc.restore import restore  # reinstalls: the pipeline, only when run (start-up)
+
     obj = state(ctx, command="restore", as_json=as_json)
     obj.emit(restore(obj.config(), family, build, obj.progress), render_restore, as_json=as_json)
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.text import Text
 
-from envmgr.define.check import check_specs
 from ._app import JSON_OPTION, app, state
 
 if TYPE_CHECKING:
@@ -36,6 +35,8 @@ def spec_check(
         obj.emit(check_specs_against_policy(obj.config(), paths, policy, obj.progress), render_policy_check,
                  as_json=as_json)
         return
+    from envmgr.define.check import check_specs  # validates match specs with py-rattler
+
     obj.emit(check_specs(paths, obj.config().kernel_env_allow), render_spec_check, as_json=as_json)
 
 

@@ -12,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
-from envmgr.release.promote import list_stable, promote, retire
 from ._app import JSON_OPTION, app, state
 
 if TYPE_CHECKING:
@@ -46,6 +45,8 @@ def promote_cmd(
 ) -> None:
     """Pin a build as a stable release with its own kernel; export its lock to the specs repo."""
     obj = state(ctx, command="promote", as_json=as_json)
+    from envmgr.release.promote import promote
+
     obj.emit(promote(obj.config(), family, release, build_id=build, until=_date(until),
                      export_dir=export_dir, export=not no_export, progress=obj.progress),
              render_promote, as_json=as_json)
@@ -56,6 +57,8 @@ def retire_cmd(ctx: typer.Context, family: str = typer.Argument(...),
                release: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Remove a stable release's kernel; gc may then delete its build once unused."""
     obj = state(ctx, command="retire", as_json=as_json)
+    from envmgr.release.promote import retire
+
     obj.emit(retire(obj.config(), family, release, obj.progress), render_retire, as_json=as_json)
 
 
@@ -64,6 +67,8 @@ def stable_list(ctx: typer.Context, families: list[str] = typer.Argument(None),
                 as_json: bool = JSON_OPTION) -> None:
     """Stable releases with support end dates; warns 90 days before the end."""
     obj = state(ctx, command="stable list", as_json=as_json)
+    from envmgr.release.promote import list_stable
+
     obj.emit(list_stable(obj.config(), families or None), render_stable_list, as_json=as_json)
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from envmgr.define.limits import read_limited, too_many_dependencies
 from envmgr.errors import UsageError
 from envmgr.units import parse_size
 from envmgr.yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
+from envmgr.config import PycOverride, parse_pyc_section
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 RELEASE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # lowercase: Jupyter lowercases kernel names
@@ -83,6 +85,7 @@ class Spec:
     stable: tuple[StablePin, ...] = ()
     memory_limit: int | None = None  # bytes; applied by the kernel launcher
     retention: Retention = Retention()
+    pyc: PycOverride | None = None  # the spec's `pyc:` keys, over the site's (envmgr.pycache)
     path: Path | None = None
     source_text: str = ""
 
@@ -110,7 +113,8 @@ class Spec:
             "smoke_test": {"imports": list(self.smoke_test.imports), "script": self.smoke_test.script},
             "stable": [{"release": s.release, "build": s.build,
                         "until": s.until.isoformat() if s.until else None} for s in self.stable],
-            "memory_limit": self.memory_limit, "content_hash": self.content_hash,
+            "memory_limit": self.memory_limit, "pyc": self.pyc.to_json() if self.pyc else None,
+            "content_hash": self.content_hash,
             "path": str(self.path) if self.path else None,
         }
 
@@ -143,7 +147,7 @@ def _check_import(text: str) -> str | None:
 
 
 TOP_KEYS = ("name", "display_name", "group", "description", "channels", "dependencies",
-            "platforms", "kernel", "env", "smoke_test", "stable", "limits", "retention")
+            "platforms", "kernel", "env", "smoke_test", "stable", "limits", "retention", "pyc")
 
 
 def _parse_env(c: YamlChecker, doc: CommentedMap) -> dict[str, str]:
@@ -239,6 +243,13 @@ def _parse_retention(c: YamlChecker, doc: CommentedMap) -> Retention:
                      pinned=pinned)
 
 
+def _parse_pyc(c: YamlChecker, doc: CommentedMap) -> PycOverride | None:
+    if doc.get("pyc") is None:
+        return None
+    mode, exclude = parse_pyc_section(c, doc)
+    return PycOverride(compile=mode, exclude=exclude)
+
+
 def parse_spec_text(text: str, path: Path) -> Spec:
     """Parse and validate one spec; raise SpecError listing every problem."""
     doc = read_yaml(path, text, SpecError)
@@ -263,6 +274,7 @@ def parse_spec_text(text: str, path: Path) -> Spec:
         stable=_parse_stable(c, doc),
         memory_limit=_parse_limits(c, doc),
         retention=_parse_retention(c, doc),
+        pyc=_parse_pyc(c, doc),
         path=path,
         source_text=text,
     )
@@ -298,13 +310,16 @@ def spec_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_specs(paths: list[Path]) -> list[Spec]:
-    """Load every spec; report the problems of all files together; no two may share a name."""
+def load_specs(paths: list[Path], load: Callable[[Path], Spec] | None = None) -> list[Spec]:
+    """Load every spec; report the problems of all files together; no two may share a name.
+
+    ``load`` replaces ``load_spec`` (``speccache.SpecCache.load`` parses each version once).
+    """
     problems: list[Problem] = []
     specs: list[Spec] = []
     for file in spec_files(paths):
         try:
-            specs.append(load_spec(file))
+            specs.append((load or load_spec)(file))
         except SpecError as exc:
             problems.extend(exc.problems)
     seen: dict[str, Path] = {}

@@ -59,6 +59,8 @@ from envmgr.osfault import step_guard
 from envmgr.host.procscan import ProcessScan, scan_processes
 from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
+from envmgr.gc import deletionsize
+from envmgr.build import pycache
 from .retention import (
     DELETE,
     TARGET_FAILED,
@@ -122,10 +124,11 @@ class CacheReport:
     pruned: list[str] = field(default_factory=list)
     kept: int = 0
     skipped: str | None = None
+    pyc: pycache.PycPrune = field(default_factory=pycache.PycPrune)  # .pyc entries no prefix links
 
     def to_json(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "pruned": self.pruned, "pruned_count": len(self.pruned),
-                "kept_count": self.kept, "skipped": self.skipped}
+                "kept_count": self.kept, "skipped": self.skipped, "pyc": self.pyc.to_json()}
 
 
 @dataclass
@@ -486,20 +489,51 @@ def dry_run(config: Config, families: list[str], now: dt.datetime, prune: bool) 
         deferred = _dry_deferral(layout, family) or (
             f"its spec cannot be read ({choice.error})" if choice.error else None)
         result.plans.append(plan_family(gather_family(config, family, choice, scan, deferred), now))
-    tables = []
-    for d in (d for p in result.plans for d in p.deletions()):
-        if (path := _target_path(layout, d)) is not None:
-            table = trash.inode_table(path)
-            result.bytes[(d.family, d.build_id)] = trash.freed_bytes([table])
-            tables.append(table)
+    cache_tables: list[trash.Inodes] = []
     if prune:
         result.cache, cache_tables = dry_run_cache(config, result.plans)
-        tables += cache_tables
+    # A pruned package entry shares inodes with the builds deleted with it: size those exactly.
+    tables, known = _size_deletions(layout, result, exact=bool(result.cache.pruned))
+    tables += cache_tables
     pending = trash.pending(layout, Path(config.pkgs_dir))
     result.pending_trash = [str(e.path) for e in pending]
     tables += [trash.inode_table(e.path) for e in pending]
-    result.freed_bytes = trash.freed_bytes(tables)
+    result.freed_bytes = trash.freed_bytes(tables) + known
+    if prune and not result.cache.skipped:
+        result.cache.pyc = pycache.prune(Path(config.pkgs_dir), apply=False, leaving=_links_in(tables))
+        result.cache.pyc.exact = not known
+        result.freed_bytes += result.cache.pyc.bytes
     return result
+
+
+def _size_deletions(layout: Layout, result: GcResult, *, exact: bool) -> tuple[list[trash.Inodes], int]:
+    """Per-build figures (from the record when measured before); (tables walked now, bytes known).
+
+    Walked tables make the total hardlink-aware across deletions; a figure read
+    from the record counts what that build frees alone (its own inodes).
+    """
+    tables: list[trash.Inodes] = []
+    known = 0
+    for d in (d for p in result.plans for d in p.deletions()):
+        if (path := _target_path(layout, d)) is None:
+            continue
+        size = None if exact else deletionsize.recorded(layout, d.family, d.build_id, d.target)
+        if size is None:
+            size, table = deletionsize.measure(layout, d.family, d.build_id, d.target, path)
+            tables.append(table)
+        else:
+            known += size
+        result.bytes[(d.family, d.build_id)] = size
+    return tables, known
+
+
+def _links_in(tables: list[trash.Inodes]) -> dict[tuple[int, int], int]:
+    """Links per inode the dry run's deletions would remove."""
+    links: dict[tuple[int, int], int] = {}
+    for table in tables:
+        for key, row in table.items():
+            links[key] = links.get(key, 0) + row[2]
+    return links
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -544,7 +578,19 @@ def collect(config: Config, families: list[str] | None = None, *, dry_run_only: 
             result.plans.append(collect_family(config, family, now, index, scan, result, progress))
         result.cache = prune_cache(config, result) if prune else CacheReport(False)
         empty_trash(layout, Path(config.pkgs_dir), result, progress)
+        if prune and not result.cache.skipped:
+            prune_pyc(config, result)
     return result
+
+
+def prune_pyc(config: Config, result: GcResult) -> None:
+    """Drop .pyc cache entries no prefix links (after the trash is empty: its links are gone)."""
+    with pkgcache.no_build_running(config.layout) as busy:
+        if busy:
+            result.cache.skipped = busy
+            return
+        result.cache.pyc = pycache.prune(Path(config.pkgs_dir), apply=True)
+    result.freed_bytes += result.cache.pyc.bytes
 
 
 def build_usage(layout: Layout, family: str, build_id: str, entry: str, scan: ProcessScan,

@@ -137,9 +137,7 @@ def _reinstall(config: Config, record: records.BuildRecord, progress: Progress) 
         _rattler.install(lock.records[HOST_PLATFORM], staging, config.pkgs_dir, target_prefix=final,
                          requested_specs=list(spec.dependencies))
         timings["install"] = round(time.monotonic() - start, 3)
-        if config.compile_pyc:
-            log("compiling bytecode")
-            compile_bytecode(staging, final, log)
+        compile_bytecode(config, spec, staging, log)  # the pyc policy; entries from the .pyc cache
         # The launcher refuses a build marked for deletion: clear gc's marker before the smoke test.
         lease.deleting_marker(layout, family, build_id).unlink(missing_ok=True)
         lease.ensure_lease(layout, family, build_id)

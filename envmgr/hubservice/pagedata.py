@@ -19,6 +19,7 @@ from ..familylock import holder_info
 from envmgr.catalog.inventory import family_view
 from envmgr.release.rollback import choose_target
 from envmgr.define.spec import Spec, SpecError, load_specs, spec_files
+from envmgr.define.speccache import for_root
 from envmgr.ops.status import collect_status
 from .jobs import RUNNING, Job, JobStore, running_build
 
@@ -54,7 +55,10 @@ def site_specs(config: Config) -> tuple[dict[str, Spec], list[str]]:
     if not config.specs_dir.is_dir():
         return {}, [f"specs directory {config.specs_dir} does not exist: nothing can be built"]
     try:
-        return {s.name: s for s in load_specs([config.specs_dir])}, []
+        cache = for_root(config.layout)  # one parsed-spec cache for everyone (define.speccache)
+        specs = {s.name: s for s in load_specs([config.specs_dir], load=cache.load)}
+        cache.save()
+        return specs, []
     except SpecError as exc:
         return {}, [exc.message]
 
