@@ -45,6 +45,7 @@ from .lease import ensure_lease
 from .lockfile import PackageDiff, PackageSet, diff
 from .locking import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
 from .notify import notify_build
+from .pipinstall import install_pip_packages
 from .personal import check_quota, prepare_spec
 from .records import BuildRecord, iso, utcnow
 from .results import Progress, no_progress
@@ -380,6 +381,10 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
             log(f"installing into {staging}")
             _rattler.install(lock.records[HOST_PLATFORM], staging, config.pkgs_dir, target_prefix=final,
                              requested_specs=list(lock.spec.dependencies))
+        if pip_packages := list(lock.host_set.pip_packages):  # after conda: envmgr.pipinstall
+            step("pip")
+            with timed(timings, "pip"):
+                install_pip_packages(config, pip_packages, staging, final, log, log.raw)
         if config.compile_pyc:
             step("pyc")
             with timed(timings, "pyc"):

@@ -31,6 +31,7 @@ from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 SITE_CONFIG = Path("/etc/envmgr/config.yaml")
 DEMO_CHANNEL = "demo"  # built-in channel name: the local demo channel under the root
 DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org/"
+DEFAULT_PIP_INDEX = "https://pypi.org/simple"
 
 
 class ConfigFileError(FileProblems, ConfigError):
@@ -45,6 +46,24 @@ class RetentionPolicy:
     keep_previous: int = 2
     grace_days: int = 7
     failed_days: int = 14
+
+
+@dataclass(frozen=True)
+class PipIndex:
+    """Where ``pip:`` requirements are resolved (docs/specs.md, "pip packages").
+
+    ``index_url`` is a PEP 503 simple index without credentials (they come from
+    the credentials file, by host); ``find_links`` are local wheel folders;
+    ``offline`` uses only those folders and never contacts an index.
+    """
+
+    index_url: str = DEFAULT_PIP_INDEX
+    find_links: tuple[Path, ...] = ()
+    offline: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index_url": self.index_url, "find_links": [str(p) for p in self.find_links],
+                "offline": self.offline}
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,8 @@ class Config:
     policy_file: Path | None = None
     policy_applies_to: str = "all"  # all | personal
     user_quota: int | None = None  # bytes a personal root may use
+    pip: PipIndex = PipIndex()
+    credentials_file: Path | None = None  # rattler's auth-file JSON; mode 0600 (envmgr.credentials)
 
     @property
     def layout(self) -> Layout:
@@ -117,7 +138,8 @@ class Config:
             "user": self.user, "personal": self.personal,
             "policy": {"file": str(self.policy_file), "applies_to": self.policy_applies_to,
                        "enforced": self.policy_enforced is not None} if self.policy_file else None,
-            "user_quota": self.user_quota,
+            "user_quota": self.user_quota, "pip": self.pip.to_json(),
+            "credentials_file": str(self.credentials_file) if self.credentials_file else None,
         }
 
 
@@ -137,9 +159,9 @@ def default_root(environ: dict[str, str]) -> Path:
 
 CONFIG_KEYS = ("root", "kernels_dir", "pkgs_dir", "specs_dir", "channels", "min_free_space",
                "support_years", "retention", "compile_pyc", "notify_command", "solver",
-               "conda_lock_command", "policy", "user_quota")
+               "conda_lock_command", "policy", "user_quota", "pip", "credentials_file")
 # Keys a site file at the fixed path sets for everyone: no other file can replace them.
-LOCKED_KEYS = ("policy", "channels", "user_quota")
+LOCKED_KEYS = ("policy", "channels", "user_quota", "pip", "credentials_file")
 POLICY_SCOPES = ("all", "personal")
 
 
@@ -184,6 +206,33 @@ def _policy_values(c: YamlChecker, doc: CommentedMap, base: Path, values: dict[s
             c.add(c.value_pos(doc, "user_quota"), "user_quota", str(exc))
 
 
+def _has_userinfo(url: str) -> bool:
+    return "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]
+
+
+def _pip_values(c: YamlChecker, doc: CommentedMap, base: Path, values: dict[str, Any]) -> None:
+    """``pip: {index_url, find_links, offline}`` and ``credentials_file``."""
+    if (creds := _path(c, doc, "credentials_file", base)) is not None:
+        values["credentials_file"] = Path(os.path.abspath(creds))
+    pip = c.mapping(doc, "pip", "")
+    if pip is None:
+        return
+    c.check_keys(pip, ("index_url", "find_links", "offline"), "pip.")
+    index_url = c.string(pip, "index_url", "pip.", default=DEFAULT_PIP_INDEX)
+    if index_url and not index_url.startswith(("http://", "https://", "file://")):
+        c.add(c.value_pos(pip, "index_url"), "pip.index_url", "must be an http(s):// or file:// URL")
+    elif _has_userinfo(index_url):
+        c.add(c.value_pos(pip, "index_url"), "pip.index_url", "carries credentials in the URL "
+              "(they would reach locks and logs); put them in credentials_file")
+    links = tuple(Path(p) if Path(p).is_absolute() else base / p
+                  for p in (os.path.expanduser(x) for x in c.string_list(pip, "find_links", "pip.")))
+    offline = pip.get("offline", False)
+    if not isinstance(offline, bool):
+        c.add(c.value_pos(pip, "offline"), "pip.offline", "must be true or false")
+        offline = False
+    values["pip"] = PipIndex(index_url=index_url.rstrip("/"), find_links=links, offline=offline)
+
+
 def _refuse_locked(c: YamlChecker, doc: CommentedMap, locked: tuple[str, ...], site: Path) -> None:
     for key in locked:
         if key in doc:
@@ -219,6 +268,9 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
             target = channels[name]
             if not isinstance(target, str) or not target.strip():
                 c.add(c.value_pos(channels, name), f"channels.{name}", "must be a URL or a path")
+            elif _has_userinfo(target):
+                c.add(c.value_pos(channels, name), f"channels.{name}", "carries credentials in the "
+                      "URL (they would reach locks and logs); put them in credentials_file")
             else:
                 values["channels"][str(name)] = _relative_to(target.strip(), base)
     if doc.get("min_free_space") is not None:
@@ -253,6 +305,7 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
               "[conda-lock, --conda, /opt/conda/bin/mamba] (without it conda-lock tries to "
               "download micromamba and hangs)")
     _policy_values(c, doc, base, values)
+    _pip_values(c, doc, base, values)
     if site is not None:
         _refuse_locked(c, doc, locked, site)
     if c.problems:
@@ -364,5 +417,7 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         policy_file=policy_file,
         policy_applies_to=policy_scope,
         user_quota=values.get("user_quota"),
+        pip=values.get("pip", PipIndex()),
+        credentials_file=values.get("credentials_file"),
     )
 

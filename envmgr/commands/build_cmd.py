@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 
 from ..build import BuildOptions, BuildOutcome, build_spec
@@ -63,15 +62,18 @@ def spec_beside_lock(lock_path: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def render_diff(d: PackageDiff) -> Table:
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for column in ("change", "package", "before", "after"):
-        table.add_column(column)
-    style = {"added": "green", "removed": "red", "upgraded": "cyan", "downgraded": "yellow",
-             "rebuilt": "magenta"}
-    for c in d.changes:
-        table.add_row(Text(c.kind, style=style.get(c.kind, "")), c.name, c.old or "", c.new or "")
-    return table
+DIFF_STYLE = {"added": "green", "removed": "red", "upgraded": "cyan", "downgraded": "yellow",
+              "rebuilt": "magenta"}
+
+
+def render_diff(d: PackageDiff) -> Text:
+    """One line per change: ``upgraded beam-tool 1.0 → 1.1 (pip)``."""
+    text = Text()
+    for index, c in enumerate(d.changes):
+        text.append("\n" if index else "")
+        text.append(f"  {c.kind}", style=DIFF_STYLE.get(c.kind, ""))
+        text.append(c.line[len(c.kind):])
+    return text
 
 
 @dataclass
@@ -117,7 +119,11 @@ class LockResult:
 
     def render(self) -> Iterable[Any]:
         for platform, pkg_set in self.lock.sets.items():
-            yield Text(f"{self.lock.spec.name} [{platform}]: {len(pkg_set.packages)} packages")
+            pip = len(pkg_set.pip_packages)
+            more = f" ({pip} from pip)" if pip else ""
+            yield Text(f"{self.lock.spec.name} [{platform}]: {len(pkg_set.packages)} packages{more}")
+        for note in self.lock.pip_notes:
+            yield Text(f"  {note.line}", style="dim")
         yield Text(f"wrote {self.output}", style="green")
 
 
