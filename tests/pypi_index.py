@@ -91,12 +91,19 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             super().do_HEAD()
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that hang up after a 401 are expected
+
+
 @contextmanager
 def serve(directory: Path, token: str | None = None) -> Iterator[str]:
     """Serve ``directory`` on 127.0.0.1 (a free port); with ``token``, require it
     (``Authorization: Bearer <token>``, or basic auth with the token as password)."""
     handler = type("Handler", (_Handler,), {"token": token})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
+    server = _QuietServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -124,9 +124,9 @@ def test_pip_package_builds_upgrades_and_an_unchanged_nightly_builds_nothing(sit
 def test_lock_names_conda_satisfied_requirements_and_find_links_offline(site, envmgr_cli, tmp_path):
     folder = tmp_path / "wheels"
     make_wheel(folder, "offline-only", "2.0", ["ipykernel>=1"])
-    with_pip(site, find_links=[folder], offline=True)
+    with_pip(site, find_links=[folder], index_url="http://127.0.0.1:9/simple")  # nothing listens
     spec = pip_spec(site["specs"], "offl", "offline-only", "ipykernel")
-    proc = envmgr_cli("lock", spec, "-o", tmp_path / "offl.conda-lock.yml")
+    proc = envmgr_cli("lock", spec, "-o", tmp_path / "offl.conda-lock.yml", "--offline")
     assert proc.returncode == 0, proc.stderr
     assert "(1 from pip)" in proc.stdout
     assert "pip: ipykernel is satisfied by conda ipykernel" in proc.stdout  # the spec's own

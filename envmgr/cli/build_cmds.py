@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -11,10 +12,20 @@ from ..build import BuildOptions
 from ..commands.build_cmd import build_families, find_specs, lock_spec_to_file, spec_beside_lock
 from ..commands.builds_cmd import diff_builds, list_builds
 from ..errors import UsageError
+from ..config import Config
 from ..locking import command_line
 from ..rollback import rollback
 from ..spec import load_spec
 from ._app import JSON_OPTION, app, state
+
+
+OFFLINE_OPTION = typer.Option(False, "--offline", help="pip requirements: use only the wheel "
+                              "folders of pip.find_links, never the index.")
+
+
+def offline_config(config: Config, offline: bool) -> Config:
+    """--offline: the site's pip settings with ``offline: true`` for this run."""
+    return replace(config, pip=replace(config.pip, offline=True)) if offline else config
 
 
 @app.command("build")
@@ -29,11 +40,12 @@ def build(
                                    "(no solving); the spec may be omitted if spec.yaml sits beside it."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail (exit 4) instead of waiting when "
                                  "the family is being built."),
+    offline: bool = OFFLINE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Lock, build, smoke-test and publish; move latest. Unchanged locks build nothing."""
     obj = state(ctx, command="build", as_json=as_json)
-    config = obj.config()
+    config = offline_config(obj.config(), offline)
     names = list(specs or [])
     if from_lock is not None and not names and not all_specs:
         beside = spec_beside_lock(from_lock)
@@ -55,11 +67,12 @@ def lock(
     spec: Path = typer.Argument(..., help="The spec to lock."),
     output: Path = typer.Option(None, "-o", "--output", help="Where to write conda-lock.yml "
                                 "(default: <family>.conda-lock.yml beside the spec)."),
+    offline: bool = OFFLINE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Solve a spec and write its conda-lock.yml (conda-lock's format)."""
     obj = state(ctx, command="lock", as_json=as_json)
-    obj.emit(lock_spec_to_file(obj.config(), spec, output, command=command_line(sys.argv[1:]),
+    obj.emit(lock_spec_to_file(offline_config(obj.config(), offline), spec, output, command=command_line(sys.argv[1:]),
                                progress=obj.progress), as_json=as_json)
 
 
