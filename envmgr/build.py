@@ -30,7 +30,7 @@ from .config import Config
 from .errors import EXIT_OK, BuildFailed, EnvmgrError
 from .familykernels import sync_kernels
 from .familylock import Holder, family_lock
-from .kernelcheck import run_cell
+from .kernelsmoke import run_kernel_smoke_test
 from .fsutil import (
     atomic_symlink,
     atomic_write_json,
@@ -225,7 +225,7 @@ def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
         checks.append(("imports", [str(python_of(prefix)), "-c", code]))
     if spec.smoke_test.script:
         checks.append(("script", [str(python_of(prefix)), "-c", spec.smoke_test.script]))
-    if not checks:
+    if not checks and python_of(prefix).exists():  # an R-only environment has no python
         checks.append(("python", [str(python_of(prefix)), "-c", "import sys; print(sys.prefix)"]))
     for what, argv in checks:
         log(f"smoke test: {what}")
@@ -239,16 +239,6 @@ def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise BuildFailed(f"smoke test ({what}) failed with exit {proc.returncode}:\n  "
                               + "\n  ".join(tail), hint=f"full output in {log.path}")
-
-
-def kernel_smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
-    """Start the environment's own kernel and execute a cell in it."""
-    log("smoke test: start the kernel and execute a cell")
-    argv = [str(python_of(prefix)), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    check = run_cell(argv, env={**prefix_env(prefix), **spec.env})
-    if Path(check.prefix) != prefix:
-        raise BuildFailed(f"the kernel ran in {check.prefix!r}, not in the built prefix {prefix}")
-    log(f"kernel ready and executed a cell in {check.seconds} s")
 
 
 def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) -> None:
@@ -393,8 +383,7 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         step("smoke")
         with timed(timings, "smoke"):
             smoke_test(lock.spec, staging, log)
-            if lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
-                kernel_smoke_test(lock.spec, staging, log)
+            run_kernel_smoke_test(lock.spec, lock.host_set, staging, prefix_env(staging), log)
         record_files.result()  # the record is complete before anything is published
         make_read_only_for_others(staging)
         ensure_lease(layout, family, build_id)  # before the first kernel can start
