@@ -96,6 +96,8 @@ def solve_spec(config: Config, spec: Spec, progress: Progress = no_progress) -> 
         conda = PackageSet.of(platform, (locked_package(_rattler.record_to_dict(r)) for r in solved))
         pip, more = lock_pip(config, spec, conda, progress)  # spec.pip (envmgr.piplock)
         sets[platform] = PackageSet.of(platform, [*conda.packages, *pip])
+        for note in more:
+            progress(note.line)
         notes += more
     lock = Lock(spec=spec, channels=channels, sets=sets, records=records, pip_notes=notes)
     enforce_policy(config, lock)  # the locked set, dependencies included (docs/policy.md)

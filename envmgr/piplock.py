@@ -156,7 +156,7 @@ def lock_pip(config: Config, spec: Spec, conda_set: PackageSet, progress: Progre
               for name, _v in used if canonicalize_name(name) in provided]
     packages = [LockedPackage(name=canonicalize_name(w.name), version=w.version, build="",
                               subdir=PIP_SUBDIR, url=redact(w.url, None), sha256=w.sha256,
-                              size=w.size or _local_size(w.url), manager="pip") for w in wheels]
+                              size=w.size or _size(w.url, creds), manager="pip") for w in wheels]
     return packages, notes
 
 
@@ -202,8 +202,13 @@ def _raise_for(config: Config, requirements: list[str], platform: str, stderr: s
                       hint="check the requirement names and versions the index holds")
 
 
-def _local_size(url: str) -> int | None:
+def _size(url: str, creds: Credentials | None) -> int | None:
+    """The wheel's size for the quota check (a HEAD request; None if the index will not say)."""
+    import base64
+    import urllib.request
+
     from ._internal._rattler import channel_path
+    from .credentials import host_of
 
     if url.startswith("file://"):
         path = channel_path(url)
@@ -211,4 +216,14 @@ def _local_size(url: str) -> int | None:
             return path.stat().st_size if path else None
         except OSError:
             return None
-    return None
+    request = urllib.request.Request(url, method="HEAD")
+    entry = creds.for_host(host_of(url)) if creds else None
+    if entry is not None:
+        pair = base64.b64encode(f"{entry.username}:{entry.secret}".encode()).decode()
+        request.add_header("Authorization", f"Basic {pair}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http(s) only
+            length = response.headers.get("Content-Length")
+    except (OSError, ValueError):
+        return None
+    return int(length) if length and length.isdigit() else None

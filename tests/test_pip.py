@@ -163,3 +163,20 @@ def test_policy_refuses_pip_packages_by_name(site, envmgr_cli, index, tmp_path):
     proc = envmgr_cli("lock", spec, "-o", tmp_path / "pol.yml")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "beam-helper 1.0" in proc.stderr and "not vetted" in proc.stderr
+
+
+def test_quota_counts_pip_wheels(tmp_path: Path) -> None:
+    from envmgr.config import Config
+    from envmgr.lockfile import LockedPackage, PackageSet
+    from envmgr.locking import Lock
+    from envmgr.personal import QuotaExceeded, check_quota
+    from envmgr.spec import parse_spec_text
+
+    spec = parse_spec_text("name: q\nchannels: [demo]\ndependencies: [python]\npip: [big]\n", tmp_path / "q.yaml")
+    wheel = LockedPackage(name="big", version="1.0", build="", subdir="pypi", url="https://x/big.whl",
+                          sha256="0" * 64, size=5 * 1024**2, manager="pip")
+    lock = Lock(spec=spec, channels=[], sets={"linux-64": PackageSet.of("linux-64", [wheel])})
+    config = Config(root=tmp_path / "root", kernels_dir=tmp_path / "k", pkgs_dir=tmp_path / "pkgs",
+                    specs_dir=tmp_path, personal=True, user_quota=1024**2)
+    with pytest.raises(QuotaExceeded, match="needs at least 5.0 MiB more"):
+        check_quota(config, lock)
