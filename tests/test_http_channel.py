@@ -87,3 +87,23 @@ def test_token_protected_channel_and_index_build_and_the_token_is_never_written(
     found = subprocess.run(["grep", "-r", "-l", token, str(site["root"]), str(site["kernels"])],
                            capture_output=True, text=True)
     assert found.stdout == "", f"the token was written to: {found.stdout}"
+
+
+def test_credentials_in_urls_are_refused_where_they_are_written(tmp_path: Path) -> None:
+    from envmgr.config import load_config
+    from envmgr.errors import ConfigError
+    from envmgr.spec import SpecError, parse_spec_text
+
+    with pytest.raises(SpecError) as info:
+        parse_spec_text("name: x\nchannels: ['https://u:hunter2@conda.example.org/c']\ndependencies: [python]\n"
+                        "pip: ['tool @ https://u:hunter2@pypi.example.org/tool-1.0-py3-none-any.whl']\n",
+                        tmp_path / "x.yaml")
+    assert {p.key for p in info.value.problems} == {"channels[0]", "pip[0]"}
+    assert "hunter2" not in str(info.value)
+    config = tmp_path / "config.yaml"
+    config.write_text("channels:\n  cf: https://u:hunter2@conda.example.org/c\n"
+                      "pip:\n  index_url: https://u:hunter2@pypi.example.org/simple\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config_path=config, site_config=tmp_path / "none.yaml")
+    assert "credentials_file" in str(info.value) and "channels.cf" in str(info.value)
+    assert "pip.index_url" in str(info.value) and "hunter2" not in str(info.value)
