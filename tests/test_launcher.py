@@ -657,6 +657,14 @@ class Server:
         self.log.close()
 
 
+def _system_kernels() -> set[str]:
+    """Kernels installed machine-wide (e.g. Debian's r-cran-irkernel): not ours, not the venv's."""
+    from jupyter_core.paths import SYSTEM_JUPYTER_PATH
+
+    return {p.name for d in SYSTEM_JUPYTER_PATH for p in (Path(d) / "kernels").glob("*")
+            if (p / "kernel.json").is_file()}
+
+
 def test_jupyter_server_restart_lands_on_new_latest(layout, kernels_dir, tmp_path):
     a, b = build_id(1), build_id(2)
     make_build(layout, "py", a)
@@ -673,7 +681,8 @@ def test_jupyter_server_restart_lands_on_new_latest(layout, kernels_dir, tmp_pat
         specs = srv.api("GET", "/api/kernelspecs").json()["kernelspecs"]
         ours = {n for n, s in specs.items() if "envmgr" in s["spec"]["metadata"]}
         assert ours == {"py-latest", "py-2024.1", "rb-latest"}
-        assert not set(specs) - ours - {"python3"}, "only the dev venv's own kernel besides ours"
+        assert not set(specs) - ours - {"python3"} - _system_kernels(), \
+            "only the dev venv's own kernel and the machine's system-wide kernels besides ours"
         assert specs["py-latest"]["spec"]["display_name"] == "Py · latest"
         assert set(specs["py-latest"]["resources"]) >= {"logo-32x32", "logo-64x64"}
 
