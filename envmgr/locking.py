@@ -24,7 +24,7 @@ from .config import DEMO_CHANNEL, Config
 from .errors import BuildFailed, EnvironmentProblem, UsageError
 from .lockfile import LockedPackage, PackageSet
 from .credentials import activate as activate_credentials
-from .personal import check_channels, check_lock_channels
+from .personal import check_channels, check_lock_channels, check_lock_pip_sources
 from .piplock import PipNote, lock_pip
 from .policy import enforce_policy
 from .results import Progress, no_progress
@@ -150,6 +150,7 @@ def read_lock(config: Config, spec: Spec, path: Path, progress: Progress = no_pr
         resolve_channels(config, spec, progress)
     activate_credentials(config.credentials_file)
     check_lock_channels(config, channels, str(path))
+    check_lock_pip_sources(config, sets[HOST_PLATFORM].pip_packages, str(path))
     progress(f"reading {len(sets[HOST_PLATFORM].packages)} locked packages from {path}")
     enforce_policy(config, Lock(spec=spec, channels=channels, sets=sets, source=str(path)))
     records = {HOST_PLATFORM: _rattler.records_for_lock(list(sets[HOST_PLATFORM].conda_packages),

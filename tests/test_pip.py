@@ -180,3 +180,22 @@ def test_quota_counts_pip_wheels(tmp_path: Path) -> None:
                     specs_dir=tmp_path, personal=True, user_quota=1024**2)
     with pytest.raises(QuotaExceeded, match="needs at least 5.0 MiB more"):
         check_quota(config, lock)
+
+
+def test_personal_lock_may_install_pip_wheels_only_from_the_site_index(tmp_path: Path) -> None:
+    from envmgr.config import Config, PipIndex
+    from envmgr.errors import UsageError
+    from envmgr.lockfile import LockedPackage
+    from envmgr.personal import check_lock_pip_sources
+
+    def wheel(url: str) -> LockedPackage:
+        return LockedPackage(name="w", version="1", build="", subdir="pypi", url=url, sha256="0" * 64,
+                             manager="pip")
+
+    config = Config(root=tmp_path, kernels_dir=tmp_path, pkgs_dir=tmp_path, specs_dir=tmp_path,
+                    personal=True, pip=PipIndex(index_url="https://pypi.example.org/simple",
+                                                find_links=(tmp_path / "wheels",)))
+    check_lock_pip_sources(config, [wheel("https://pypi.example.org/packages/w-1-py3-none-any.whl"),
+                                    wheel((tmp_path / "wheels" / "w-1-py3-none-any.whl").as_uri())], "l.yml")
+    with pytest.raises(UsageError, match=r"outside the site's pip index.*evil\.example"):
+        check_lock_pip_sources(config, [wheel("https://evil.example/w-1-py3-none-any.whl")], "l.yml")
