@@ -80,7 +80,7 @@ def main() -> None:
     env = {**os.environ}
     with tempfile.TemporaryDirectory(prefix="envmgr-bench-") as tmp:
         base = Path(tmp)
-        from envmgr.channel import build_channel
+        from envmgr.channel.build import build_channel
 
         start = time.monotonic()
         channel = build_channel(base / "channel")

@@ -38,12 +38,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from envmgr import gc, lease, procscan, records  # noqa: E402
+from envmgr.gc import collect as gc
+from envmgr.kernels import lease
+from envmgr.host import procscan
+from envmgr.catalog import records
 from envmgr.config import load_config  # noqa: E402
 from envmgr.fsutil import atomic_symlink  # noqa: E402
-from envmgr.inventory import family_view  # noqa: E402
+from envmgr.catalog.inventory import family_view  # noqa: E402
 from envmgr.layout import Layout  # noqa: E402
-from envmgr.records import BuildRecord, iso  # noqa: E402
+from envmgr.catalog.records import BuildRecord  # noqa: E402
+from envmgr.clock import iso  # noqa: E402
 
 SPEC = """\
 name: {name}

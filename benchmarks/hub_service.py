@@ -22,14 +22,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from envmgr import records  # noqa: E402
+from envmgr.catalog import records
 from envmgr.config import load_config  # noqa: E402
 from envmgr.fsutil import atomic_symlink, atomic_write_json  # noqa: E402
 from envmgr.hubservice.jobs import Job, JobStore  # noqa: E402
 from envmgr.hubservice.pagedata import SpecCache, page_state  # noqa: E402
-from envmgr.records import BuildRecord  # noqa: E402
-from envmgr.stable import record_promotion  # noqa: E402
-from envmgr.status import collect_status  # noqa: E402
+from envmgr.catalog.records import BuildRecord  # noqa: E402
+from envmgr.catalog.stable import record_promotion  # noqa: E402
+from envmgr.ops.status import collect_status  # noqa: E402
 
 SPEC = """\
 name: {name}

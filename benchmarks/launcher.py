@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 
-from envmgr.kernels import KernelFamily, sync_family_kernels  # noqa: E402
+from envmgr.kernels.kernelspecs import KernelFamily, sync_family_kernels  # noqa: E402
 from envmgr.layout import Layout  # noqa: E402
 from tests.test_launcher import LAUNCHER, Server, build_id, flip_latest, make_build  # noqa: E402
 

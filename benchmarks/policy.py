@@ -30,14 +30,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
-from envmgr.build import BuildOptions, build_spec  # noqa: E402
-from envmgr.channel import build_channel  # noqa: E402
+from envmgr.build.outcome import BuildOptions  # noqa: E402
+from envmgr.build.pipeline import build_spec  # noqa: E402
+from envmgr.channel.build import build_channel  # noqa: E402
 from envmgr.config import load_config  # noqa: E402
 from envmgr.fsutil import disk_usage  # noqa: E402
 from envmgr.lockfile import LockedPackage, PackageSet  # noqa: E402
-from envmgr.locking import solve_spec  # noqa: E402
-from envmgr.policy import check_package_set, load_policy, parse_policy_text  # noqa: E402
-from envmgr.spec import load_spec  # noqa: E402
+from envmgr.lock.solve import solve_spec  # noqa: E402
+from envmgr.define.policy import check_package_set, load_policy, parse_policy_text  # noqa: E402
+from envmgr.define.spec import load_spec  # noqa: E402
 
 
 def median_seconds(fn: Callable[[], object], n: int) -> float:

@@ -34,11 +34,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from envmgr import stable  # noqa: E402
+from envmgr.catalog import stable
 from envmgr.config import load_config  # noqa: E402
 from envmgr.fsutil import disk_usage  # noqa: E402
 from envmgr.layout import Layout  # noqa: E402
-from envmgr.status import collect_status  # noqa: E402
+from envmgr.ops.status import collect_status  # noqa: E402
 
 
 def envmgr(config: Path, *args: str) -> subprocess.CompletedProcess:
@@ -47,7 +47,7 @@ def envmgr(config: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def first_build(base: Path) -> tuple[Path, Layout, str]:
-    from envmgr.channel import build_channel
+    from envmgr.channel.build import build_channel
 
     channel = Path(build_channel(base / "channel").path)
     specs = base / "specs"

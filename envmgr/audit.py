@@ -15,7 +15,7 @@ import socket
 from typing import Any
 
 from .layout import Layout
-from .records import iso, utcnow
+from envmgr.clock import iso, utcnow
 
 
 def audit(layout: Layout, action: str, **fields: Any) -> None:

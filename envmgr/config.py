@@ -25,7 +25,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from .errors import ConfigError, UsageError
 from .layout import Layout
-from .spec import parse_size
+from envmgr.units import parse_size
 from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 SITE_CONFIG = Path("/etc/envmgr/config.yaml")
@@ -91,10 +91,21 @@ class Config:
     user_quota: int | None = None  # bytes a personal root may use
     pip: PipIndex = PipIndex()
     credentials_file: Path | None = None  # rattler's auth-file JSON; mode 0600 (envmgr.credentials)
+    specs_dir_configured: bool = False  # specs_dir came from a config file, not the cwd default
 
     @property
     def layout(self) -> Layout:
         return Layout(self.root)
+
+    @property
+    def governing_specs_dir(self) -> Path | None:
+        """The specs directory whose specs govern retention and releases: only one the config named.
+
+        ``specs_dir`` defaults to ``./specs`` so ``envmgr build --all`` works from a
+        checkout; gc and status must not depend on the working directory, so an
+        unconfigured default is never read for policy (catalog.governing).
+        """
+        return self.specs_dir if self.specs_dir_configured else None
 
     @property
     def policy_enforced(self) -> Path | None:
@@ -141,6 +152,17 @@ class Config:
             "user_quota": self.user_quota, "pip": self.pip.to_json(),
             "credentials_file": str(self.credentials_file) if self.credentials_file else None,
         }
+
+
+@dataclass
+class ConfigResult:
+    """`envmgr config show`: the effective configuration as a command result."""
+
+    config: Config
+    exit_code = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return self.config.to_json()
 
 
 def _as_url(value: str, source: Path | None) -> str:
@@ -401,6 +423,7 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         kernels_dir=Path(kernels_dir),
         pkgs_dir=Path(pkgs_dir),
         specs_dir=values.get("specs_dir", Path.cwd() / "specs"),
+        specs_dir_configured="specs_dir" in values,
         channels=values.get("channels", {}),
         min_free_bytes=values.get("min_free_bytes", Config.min_free_bytes),
         support_years=values.get("support_years", Config.support_years),

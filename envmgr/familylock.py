@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 from .errors import Busy
 from .fsutil import atomic_write_json, read_json
 from .layout import Layout
-from .records import iso, utcnow
+from envmgr.clock import iso, utcnow
 from .results import Progress, no_progress
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STAGING_PREFIX = ".staging-"
+FAILED_PREFIX = ".failed-"  # a failed build kept for diagnosis: envs/<family>/.failed-<id>
 LATEST = "latest"
 
 # A build id is a UTC timestamp plus a short hash of the lock: it sorts by time,
@@ -59,15 +60,47 @@ class Layout:
     def records_dir(self) -> Path:
         return self.root / "records"
 
+    def family_records(self, family: str) -> Path:
+        return self.records_dir / family
+
     def record_dir(self, family: str, build_id: str) -> Path:
-        return self.records_dir / family / build_id
+        return self.family_records(family) / build_id
+
+    def record_file(self, family: str, build_id: str) -> Path:
+        """The build record (records.BuildRecord) of one build."""
+        return self.record_dir(family, build_id) / "build.json"
+
+    def recorded_spec(self, family: str, build_id: str) -> Path:
+        """The spec exactly as the build was made from it."""
+        return self.record_dir(family, build_id) / "spec.yaml"
+
+    def recorded_lock(self, family: str, build_id: str) -> Path:
+        return self.record_dir(family, build_id) / "conda-lock.yml"
+
+    def recorded_packages(self, family: str, build_id: str) -> Path:
+        return self.record_dir(family, build_id) / "packages.json"
+
+    def build_log(self, family: str, build_id: str) -> Path:
+        return self.record_dir(family, build_id) / "build.log"
+
+    def last_run(self, family: str) -> Path:
+        """How the family's last build run ended (written at the end of every run)."""
+        return self.family_records(family) / "last-run.json"
+
+    @property
+    def stable_dir(self) -> Path:
+        return self.root / "stable"
 
     def stable_file(self, family: str) -> Path:
-        return self.root / "stable" / f"{family}.json"
+        return self.stable_dir / f"{family}.json"
 
     # -- leases and locks ----------------------------------------------------
+    @property
+    def leases_root(self) -> Path:
+        return self.root / "leases"
+
     def lease_dir(self, family: str) -> Path:
-        return self.root / "leases" / family
+        return self.leases_root / family
 
     def lease_file(self, family: str, build_id: str) -> Path:
         return self.lease_dir(family) / f"{build_id}.lease"
@@ -85,6 +118,15 @@ class Layout:
     @property
     def gc_lock(self) -> Path:
         return self.locks_dir / "gc.lock"
+
+    @property
+    def gc_lock_holder(self) -> Path:
+        return self.locks_dir / "gc.holder.json"
+
+    @property
+    def hub_cookie_secret(self) -> Path:
+        """The staff service's cookie secret (default of `envmgr serve --cookie-secret-file`)."""
+        return self.locks_dir / "hubservice-cookie-secret"
 
     # -- shared areas ----------------------------------------------------------
     @property
@@ -110,6 +152,10 @@ class Layout:
     @property
     def audit_log(self) -> Path:
         return self.logs_dir / "audit.log"
+
+    def jobs_dir(self, family: str) -> Path:
+        """The staff service's detached build jobs of one family."""
+        return self.logs_dir / "jobs" / family
 
     # -- enumeration -----------------------------------------------------------
     def families(self) -> list[str]:

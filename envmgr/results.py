@@ -1,7 +1,8 @@
-"""Typed command results and the one place that renders them.
+"""Typed command results, the JSON envelope, and the string enums results carry.
 
 Every command returns a ``Result``; ``envmgr.cli`` renders it either as text
-for people or as a versioned JSON envelope for machines::
+for people (the renderers live in ``envmgr/cli/``, the only place rich is
+imported) or as a versioned JSON envelope for machines::
 
     {"envmgr": 1, "command": "builds", "ok": true, "result": {...}}
 
@@ -11,11 +12,9 @@ callback), so the server and tests call the same functions as the CLI.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+import enum
+from collections.abc import Callable
 from typing import Any, Protocol
-
-from rich.console import Console, RenderableType
 
 JSON_VERSION = 1
 
@@ -26,10 +25,21 @@ def no_progress(_message: str) -> None:
     """Progress sink for callers that do not show progress."""
 
 
+class StrEnum(str, enum.Enum):
+    """A closed set of status words: compares, formats and serialises as its plain string value.
+
+    (enum.StrEnum is Python 3.11+; envmgr supports 3.10.)
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
 class Result(Protocol):
     def to_json(self) -> dict[str, Any]: ...
-
-    def render(self) -> Iterable[RenderableType]: ...
 
     @property
     def exit_code(self) -> int: ...
@@ -44,17 +54,3 @@ def envelope(command: str, *, result: dict[str, Any] | None = None,
     if error is not None:
         doc["error"] = error
     return doc
-
-
-def emit(console: Console, command: str, result: Result, *, as_json: bool) -> None:
-    if as_json:
-        write_json(console, envelope(command, result=result.to_json(), ok=result.exit_code == 0))
-        return
-    for renderable in result.render():
-        console.print(renderable)
-
-
-def write_json(console: Console, document: dict[str, Any]) -> None:
-    """Plain JSON on the console's stream: no colour, no wrapping, one document."""
-    console.file.write(json.dumps(document, indent=2, default=str) + "\n")
-    console.file.flush()

@@ -52,7 +52,7 @@ def _isolated_jupyter(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
 @pytest.fixture(scope="session")
 def demo_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The local demo channel, built once per test session (real conda packages)."""
-    from envmgr.channel import build_channel
+    from envmgr.channel.build import build_channel
 
     return Path(build_channel(tmp_path_factory.mktemp("channel") / "demo").path)
 

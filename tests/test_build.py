@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.channel import add_demo_package
+from envmgr.channel.build import add_demo_package
 from envmgr.layout import Layout
 
 from .conftest import json_of, write_spec
@@ -100,7 +100,7 @@ def test_lockfile_round_trips_through_conda_lock_and_from_lock(site, envmgr_cli,
     built = build_json(envmgr_cli, spec, "--from-lock", lock_file)
     assert built["status"] == "built"
     layout = Layout(site["root"])
-    from envmgr.records import package_set
+    from envmgr.catalog.records import package_set
     from envmgr._internal._condalock import read_lockfile
 
     sets, _channels, _custom = read_lockfile(lock_file)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from envmgr._internal import _rattler
-from envmgr._internal._condapkg import (
+from envmgr.channel._condapkg import (
     CONDA_EXT,
     TAR_BZ2_EXT,
     normalize_name,
@@ -32,7 +32,7 @@ from envmgr._internal._condapkg import (
     translate_specifier_set,
     write_package,
 )
-from envmgr.channel import (
+from envmgr.channel.build import (
     MARKER_FILE,
     add_demo_package,
     build_channel,
@@ -280,7 +280,7 @@ def test_killed_build_leaves_the_previous_channel_intact(tmp_path: Path) -> None
     before = dest.resolve()
     key = json.loads((dest / MARKER_FILE).read_text())["key"]
     proc = subprocess.Popen([sys.executable, "-c",
-                             "import sys; from pathlib import Path; from envmgr.channel import "
+                             "import sys; from pathlib import Path; from envmgr.channel.build import "
                              "build_channel; build_channel(Path(sys.argv[1]))", str(dest)])
     try:
         deadline = time.monotonic() + 60

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from envmgr import lease
-from envmgr.channel import add_demo_package
+from envmgr.kernels import lease
+from envmgr.channel.build import add_demo_package
 from envmgr.layout import Layout
 
 from .conftest import json_of, write_spec

@@ -26,15 +26,21 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from envmgr import gc, lease, records, stable, trash
-from envmgr.build import move_latest
+from envmgr.gc import collect as gc
+from envmgr.kernels import lease
+from envmgr.catalog import records
+from envmgr.catalog import stable
+from envmgr.gc import trash
+from envmgr.build.pipeline import move_latest
 from envmgr.config import RetentionPolicy, load_config
 from envmgr.familylock import family_lock
-from envmgr.inventory import BuildInfo, FamilyView
+from envmgr.catalog.inventory import BuildInfo, FamilyView
 from envmgr.layout import Layout
-from envmgr.records import BuildRecord, iso
-from envmgr.retention import FamilyInput, Policy, Usage, effective_policy, expiring_releases, plan_family
-from envmgr.spec import Retention
+from envmgr.catalog.records import BuildRecord
+from envmgr.clock import iso
+from envmgr.catalog.governing import expiring_releases
+from envmgr.gc.retention import FamilyInput, Policy, Usage, effective_policy, plan_family
+from envmgr.define.spec import Retention
 
 from .conftest import json_of, run_envmgr, write_config, write_spec
 from .test_launcher import LAUNCHER, Kernel, wait_until
@@ -302,7 +308,7 @@ def assert_tombstone(layout: Layout, build_id: str) -> None:
 
 def test_running_kernel_keeps_a_retired_build_until_it_stops(site, envmgr_cli, tmp_path):
     """Real builds, a real kernel started by jupyter_client: kept while running, then a tombstone."""
-    from envmgr.channel import add_demo_package
+    from envmgr.channel.build import add_demo_package
 
     spec = write_spec(site["specs"], "fam")
     spec.write_text(spec.read_text() + "retention:\n  keep_previous: 0\n  grace_days: 0\n")
@@ -810,3 +816,45 @@ def test_pins_come_from_the_specs_dir_else_from_the_latest_builds_recorded_spec(
     assert got[pinned]["action"] == "keep" and got[pinned]["reasons"][0]["code"] == "pinned"
     assert got[other]["state"] == "deleted"
     assert layout.prefix("fam", pinned).is_dir()
+
+
+def test_gc_decides_the_same_from_every_working_directory(base, tmp_path):
+    """No specs_dir configured: gc and status never read ./specs, so `/`, a specs checkout and a
+    temp dir give the same decisions; a configured specs_dir governs the same from all three."""
+    root = tmp_path / "root"
+    layout = Layout(root)
+    old, latest = bid(1), bid(2)
+    for b in (old, latest):
+        clone(base, layout, b, finished=NOW)
+        publish(layout, b)
+    checkout = tmp_path / "checkout"
+    (checkout / "specs").mkdir(parents=True)  # a specs repository checkout whose spec pins `old`
+    (checkout / "specs" / "fam.yaml").write_text(base.spec_text + f"retention:\n  pinned: [{old}]\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    site = dict(root=root, kernels_dir=tmp_path / "kernels", pkgs_dir=base.pkgs, channels={"demo": base.channel},
+                min_free_space="10M", compile_pyc=False,
+                retention={"keep_previous": 0, "grace_days": 0, "failed_days": 0})
+    unnamed = write_config(tmp_path / "unnamed.yaml", **site)
+    named = write_config(tmp_path / "named.yaml", specs_dir=checkout / "specs", **site)
+
+    def from_dir(cwd: Path, config: Path, *args: str) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "envmgr", "--config", str(config), *args, "--json"],
+                              cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads(proc.stdout)["result"]
+
+    def decisions(cwd: Path, config: Path) -> dict:
+        fam = from_dir(cwd, config, "gc", "--dry-run")["families"][0]
+        return {"policy": fam["policy"], **{b["build_id"]: (b["action"], [r["code"] for r in b["reasons"]])
+                                            for b in fam["builds"]}}
+
+    for config, expected in ((unnamed, ("delete", ["expired"])), (named, ("keep", ["pinned"]))):
+        seen = [decisions(cwd, config) for cwd in (Path("/"), checkout, empty)]
+        assert seen[0] == seen[1] == seen[2], (config.name, seen)
+        assert seen[0][old] == expected and seen[0][latest][0] == "keep", (config.name, seen[0])
+        sources = {from_dir(cwd, config, "status", "--no-disk")["families"][0]["spec_source"]
+                   for cwd in (Path("/"), checkout)}
+        assert len(sources) == 1, sources
+        assert sources.pop().startswith("recorded " if config == unnamed else str(checkout / "specs"))
+    assert layout.prefix("fam", old).is_dir(), "a dry run deletes nothing"

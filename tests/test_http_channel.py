@@ -92,7 +92,7 @@ def test_token_protected_channel_and_index_build_and_the_token_is_never_written(
 def test_credentials_in_urls_are_refused_where_they_are_written(tmp_path: Path) -> None:
     from envmgr.config import load_config
     from envmgr.errors import ConfigError
-    from envmgr.spec import SpecError, parse_spec_text
+    from envmgr.define.spec import SpecError, parse_spec_text
 
     with pytest.raises(SpecError) as info:
         parse_spec_text("name: x\nchannels: ['https://u:hunter2@conda.example.org/c']\ndependencies: [python]\n"

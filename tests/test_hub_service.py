@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from envmgr.audit import read_audit
-from envmgr.channel import add_demo_package
-from envmgr.kernelcheck import run_cell
+from envmgr.channel.build import add_demo_package
+from envmgr.build.kernelcheck import run_cell
 from envmgr.layout import Layout
 
 from .conftest import json_of, write_spec

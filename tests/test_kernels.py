@@ -1,4 +1,4 @@
-"""Kernelspec planning and atomic writing (envmgr.kernels)."""
+"""Kernelspec planning and atomic writing (envmgr.kernels.kernelspecs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
 from envmgr.errors import ConfigError, UsageError
-from envmgr.kernels import (
+from envmgr.kernels.kernelspecs import (
     KernelFamily,
     StableRelease,
     desired_kernels,

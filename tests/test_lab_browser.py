@@ -119,7 +119,7 @@ def lab_kernels(lab_dirs: dict[str, Path]) -> list[LabKernel]:
     Each release and each latest gets its own build (a real prefix), so the
     test can check that a clicked card runs exactly that build.
     """
-    from envmgr.kernels import KernelFamily, StableRelease, installed_kernels, sync_family_kernels
+    from envmgr.kernels.kernelspecs import KernelFamily, StableRelease, installed_kernels, sync_family_kernels
     from envmgr.layout import Layout
 
     from .test_launcher import make_build

@@ -31,14 +31,15 @@ import websocket
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from envmgr import lease, procscan
+from envmgr.kernels import lease
+from envmgr.host import procscan
 from envmgr.errors import Busy, UsageError
-from envmgr.kernels import KernelFamily, desired_kernels, sync_family_kernels
+from envmgr.kernels.kernelspecs import KernelFamily, desired_kernels, sync_family_kernels
 from envmgr.layout import Layout
 
 pytestmark = pytest.mark.slow
 
-LAUNCHER = Path(__file__).resolve().parents[1] / "envmgr" / "launcher.sh"
+LAUNCHER = Path(__file__).resolve().parents[1] / "envmgr" / "kernels" / "launcher.sh"
 PY = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 TIMEOUT = 60
 PRINT_PREFIX = "import sys; print(sys.prefix)"
@@ -56,7 +57,7 @@ def _kernel_env() -> tuple[list, Path]:
     build below is a real conda prefix that costs a fraction of a second.
     """
     from envmgr._internal import _rattler
-    from envmgr.channel import build_channel
+    from envmgr.channel.build import build_channel
 
     base = Path(tempfile.gettempdir()) / f"envmgr-test-builds-{os.getuid()}"
     channel = build_channel(base / "channel")

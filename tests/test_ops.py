@@ -27,10 +27,10 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from ruamel.yaml import YAML
 
-from envmgr.channel import add_demo_package
+from envmgr.channel.build import add_demo_package
 from envmgr.familylock import family_lock
 from envmgr.layout import Layout
-from envmgr.mounts import lock_safety, mount_of, parse_mounts
+from envmgr.host.mounts import lock_safety, mount_of, parse_mounts
 
 from .conftest import REPO, json_of, run_envmgr, write_config, write_spec
 

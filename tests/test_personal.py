@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.channel import add_demo_package
+from envmgr.channel.build import add_demo_package
 from envmgr.config import ConfigFileError, load_config
 from envmgr.errors import UsageError
-from envmgr.kernelcheck import run_cell
+from envmgr.build.kernelcheck import run_cell
 from envmgr.layout import Layout
 
 from .conftest import json_of, write_config, write_spec

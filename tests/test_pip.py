@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from envmgr.kernelcheck import run_cell
+from envmgr.build.kernelcheck import run_cell
 from envmgr.layout import Layout
 
 from .conftest import json_of, write_config, write_spec
@@ -168,25 +168,24 @@ def test_policy_refuses_pip_packages_by_name(site, envmgr_cli, index, tmp_path):
 def test_quota_counts_pip_wheels(tmp_path: Path) -> None:
     from envmgr.config import Config
     from envmgr.lockfile import LockedPackage, PackageSet
-    from envmgr.locking import Lock
-    from envmgr.personal import QuotaExceeded, check_quota
-    from envmgr.spec import parse_spec_text
+    from envmgr.define.personal import QuotaExceeded, check_quota
+    from envmgr.define.spec import parse_spec_text
 
     spec = parse_spec_text("name: q\nchannels: [demo]\ndependencies: [python]\npip: [big]\n", tmp_path / "q.yaml")
     wheel = LockedPackage(name="big", version="1.0", build="", subdir="pypi", url="https://x/big.whl",
                           sha256="0" * 64, size=5 * 1024**2, manager="pip")
-    lock = Lock(spec=spec, channels=[], sets={"linux-64": PackageSet.of("linux-64", [wheel])})
+    packages = PackageSet.of("linux-64", [wheel])
     config = Config(root=tmp_path / "root", kernels_dir=tmp_path / "k", pkgs_dir=tmp_path / "pkgs",
                     specs_dir=tmp_path, personal=True, user_quota=1024**2)
     with pytest.raises(QuotaExceeded, match="needs at least 5.0 MiB more"):
-        check_quota(config, lock)
+        check_quota(config, spec, packages)
 
 
 def test_personal_lock_may_install_pip_wheels_only_from_the_site_index(tmp_path: Path) -> None:
     from envmgr.config import Config, PipIndex
     from envmgr.errors import UsageError
     from envmgr.lockfile import LockedPackage
-    from envmgr.personal import check_lock_pip_sources
+    from envmgr.define.personal import check_lock_pip_sources
 
     def wheel(url: str) -> LockedPackage:
         return LockedPackage(name="w", version="1", build="", subdir="pypi", url=url, sha256="0" * 64,

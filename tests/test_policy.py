@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from envmgr.lockfile import LockedPackage, PackageSet
-from envmgr.policy import (
+from envmgr.define.policy import (
     PolicyFileError,
     check_package_set,
     dependency_chains,

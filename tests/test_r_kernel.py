@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from envmgr._internal._rhost import probe_host_r
-from envmgr.kernelcheck import run_cell
+from envmgr.channel._rhost import probe_host_r
+from envmgr.build.kernelcheck import run_cell
 from envmgr.layout import Layout
 
 from .conftest import json_of, write_spec

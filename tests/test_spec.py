@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.spec import SpecError, load_spec, load_specs, parse_size, parse_spec_text
+from envmgr.define.spec import SpecError, load_spec, load_specs, parse_spec_text
+from envmgr.units import parse_size
 
 from .conftest import REPO, run_envmgr
 

@@ -6,11 +6,13 @@ function with explicit paths and renders the typed result it returns.
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import click
 import typer
@@ -18,7 +20,7 @@ from rich.console import Console
 
 from ..config import Config, load_config
 from ..errors import EXIT_FAILURE, EXIT_USAGE, EnvmgrError
-from ..results import Result, emit, envelope, write_json
+from ..results import Result, envelope
 
 app = typer.Typer(
     name="envmgr",
@@ -30,6 +32,24 @@ app = typer.Typer(
 )
 
 JSON_OPTION = typer.Option(False, "--json", help="Print a versioned JSON document instead of text.")
+
+R = TypeVar("R", bound=Result)
+Renderer = Callable[[R], Iterable[Any]]  # a result as rich renderables (text for people)
+
+
+def write_json(console: Console, document: dict[str, Any]) -> None:
+    """Plain JSON on the console's stream: no colour, no wrapping, one document."""
+    console.file.write(json.dumps(document, indent=2, default=str) + "\n")
+    console.file.flush()
+
+
+def emit(console: Console, command: str, result: R, render: Renderer[R], *, as_json: bool) -> None:
+    """The one place a result is shown: the JSON envelope, or its renderer's text."""
+    if as_json:
+        write_json(console, envelope(command, result=result.to_json(), ok=result.exit_code == 0))
+        return
+    for renderable in render(result):
+        console.print(renderable)
 
 
 def _console(*, stderr: bool) -> Console:
@@ -64,8 +84,8 @@ class CliState:
         if not self.quiet and not self.as_json:
             self.err.print(f"[dim]·[/dim] {message}", highlight=False)
 
-    def emit(self, result: Result, *, as_json: bool) -> None:
-        emit(self.out, self.command, result, as_json=as_json)
+    def emit(self, result: R, render: Renderer[R], *, as_json: bool) -> None:
+        emit(self.out, self.command, result, render, as_json=as_json)
         code = result.exit_code
         if code:
             raise typer.Exit(code)

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
-from ..build import BuildOptions
-from ..commands.build_cmd import build_families, find_specs, lock_spec_to_file, spec_beside_lock
-from ..commands.builds_cmd import diff_builds, list_builds
+
+from envmgr.build.outcome import BuildOptions
+from envmgr.build.batch import build_families, find_specs, lock_spec_to_file, spec_beside_lock
+from envmgr.catalog.builds import diff_builds, list_builds
 from ..errors import UsageError
-from ..config import Config
-from ..locking import command_line
-from ..rollback import rollback
-from ..spec import load_spec
+from envmgr.config import Config
+from envmgr.lock.solve import command_line
+from envmgr.release.rollback import rollback
+from envmgr.define.spec import load_spec
 from ._app import JSON_OPTION, app, state
+from .render import BUILD_STATE_STYLE, BUILD_STATUS_STYLE, render_diff
+
+if TYPE_CHECKING:
+    from envmgr.build.batch import BuildReport, LockResult
+    from envmgr.catalog.builds import BuildsResult, DiffResult
+    from envmgr.release.rollback import RollbackResult
 
 
 OFFLINE_OPTION = typer.Option(False, "--offline", help="pip requirements: use only the wheel "
@@ -58,7 +69,7 @@ def build(
         raise UsageError("--from-lock builds exactly one spec")
     options = BuildOptions(force=force, from_lock=from_lock, wait=not no_wait,
                            command=command_line(sys.argv[1:]))
-    obj.emit(build_families(config, chosen, options, obj.progress), as_json=as_json)
+    obj.emit(build_families(config, chosen, options, obj.progress), render_build_report, as_json=as_json)
 
 
 @app.command("lock")
@@ -72,15 +83,16 @@ def lock(
 ) -> None:
     """Solve a spec and write its conda-lock.yml (conda-lock's format)."""
     obj = state(ctx, command="lock", as_json=as_json)
-    obj.emit(lock_spec_to_file(offline_config(obj.config(), offline), spec, output, command=command_line(sys.argv[1:]),
-                               progress=obj.progress), as_json=as_json)
+    obj.emit(lock_spec_to_file(offline_config(obj.config(), offline), spec, output,
+                               command=command_line(sys.argv[1:]), progress=obj.progress),
+             render_lock, as_json=as_json)
 
 
 @app.command("builds")
 def builds(ctx: typer.Context, family: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """List a family's builds, newest first, with tombstones of deleted ones."""
     obj = state(ctx, command="builds", as_json=as_json)
-    obj.emit(list_builds(obj.config(), family), as_json=as_json)
+    obj.emit(list_builds(obj.config(), family), render_builds, as_json=as_json)
 
 
 @app.command("diff")
@@ -88,7 +100,7 @@ def diff(ctx: typer.Context, build_a: str = typer.Argument(..., help="family/bui
          build_b: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Packages added, removed, upgraded or downgraded between two builds."""
     obj = state(ctx, command="diff", as_json=as_json)
-    obj.emit(diff_builds(obj.config(), build_a, build_b), as_json=as_json)
+    obj.emit(diff_builds(obj.config(), build_a, build_b), render_diff_result, as_json=as_json)
 
 
 @app.command("rollback")
@@ -102,4 +114,57 @@ def rollback_cmd(
     """Re-point a family's latest to an earlier good build, atomically."""
     obj = state(ctx, command="rollback", as_json=as_json)
     obj.emit(rollback(obj.config(), family, to, wait=not no_wait, progress=obj.progress),
-             as_json=as_json)
+             render_rollback, as_json=as_json)
+
+
+def render_build_report(result: BuildReport) -> Iterable[Any]:
+    for o in result.outcomes:
+        yield Text.assemble((f"{o.family}: ", "bold"), (str(o.status), BUILD_STATUS_STYLE.get(o.status, "")),
+                            f"  {o.message}")
+        if o.error:
+            yield Text(f"  {o.error}", style="red")
+        if o.diff is not None and not o.diff.empty and o.previous is not None:
+            yield render_diff(o.diff)
+        if o.log:
+            yield Text(f"  log: {o.log}", style="dim")
+        for warning in o.warnings:
+            yield Text(f"  warning: {warning}", style="yellow")
+
+
+def render_lock(result: LockResult) -> Iterable[Any]:
+    for platform, pkg_set in result.lock.sets.items():
+        pip = len(pkg_set.pip_packages)
+        more = f" ({pip} from pip)" if pip else ""
+        yield Text(f"{result.lock.spec.name} [{platform}]: {len(pkg_set.packages)} packages{more}")
+    for note in result.lock.pip_notes:
+        yield Text(f"  {note.line}", style="dim")
+    yield Text(f"wrote {result.output}", style="green")
+
+
+def render_builds(result: BuildsResult) -> Iterable[Any]:
+    table = Table(title=f"builds of {result.view.family}", header_style="bold")
+    for column in ("build", "state", "packages", "started", "stable", "note"):
+        table.add_column(column)
+    for b in reversed(result.view.builds):
+        note = b.record.error or ("rolled back" if b.record.rolled_back else "")
+        if b.record.deleted:
+            note = f"tombstone (deleted {b.record.deleted}); rebuild with --from-lock"
+        table.add_row(b.build_id, Text(b.state, style=BUILD_STATE_STYLE.get(b.state, "")),
+                      str(b.record.package_count), b.record.started, ", ".join(b.releases),
+                      (note or "").splitlines()[0] if note else "")
+    yield table
+
+
+def render_diff_result(result: DiffResult) -> Iterable[Any]:
+    yield Text(f"{result.a} -> {result.b}: {result.diff.summary()}", style="bold")
+    if not result.diff.empty:
+        yield render_diff(result.diff)
+
+
+def render_rollback(result: RollbackResult) -> Iterable[Any]:
+    yield Text(f"{result.family}: latest {result.previous} -> {result.current}", style="green")
+    if result.rolled_back:
+        yield Text(f"  marked rolled back: {', '.join(result.rolled_back)} "
+                   "(a nightly with the same packages will not republish them)", style="dim")
+    if result.diff is not None:
+        yield render_diff(result.diff)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from ..gc import collect
+from envmgr.gc.collect import collect
 from ._app import JSON_OPTION, app, state
+from .gc_render import render_gc
 
 
 @app.command("gc")
@@ -22,4 +23,4 @@ def gc_cmd(
     obj = state(ctx, command="gc", as_json=as_json)
     result = collect(obj.config(), list(families or []), dry_run_only=dry_run, prune=prune_cache,
                      progress=obj.progress)
-    obj.emit(result, as_json=as_json)
+    obj.emit(result, render_gc, as_json=as_json)

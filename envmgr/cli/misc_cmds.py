@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.text import Text
 
-from ..commands.quickstart import quickstart
-from ..config import Config
+from envmgr.build.quickstart import SOURCE_EXAMPLE, quickstart
+from envmgr.config import ConfigResult
 from ._app import JSON_OPTION, app, state
+
+if TYPE_CHECKING:
+    from envmgr.build.quickstart import QuickstartResult
+    from envmgr.channel.build import ChannelResult
 
 channel_app = typer.Typer(help="Local conda channels (demo, air-gapped mirrors).", no_args_is_help=True)
 app.add_typer(channel_app, name="channel")
@@ -28,7 +31,7 @@ def quickstart_cmd(
 ) -> None:
     """Build the demo channel and the example spec, register its kernel (no conda needed)."""
     obj = state(ctx, command="quickstart", as_json=as_json)
-    obj.emit(quickstart(obj.config(), spec, obj.progress), as_json=as_json)
+    obj.emit(quickstart(obj.config(), spec, obj.progress), render_quickstart, as_json=as_json)
 
 
 @channel_app.command("build")
@@ -42,45 +45,47 @@ def channel_build(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Make a file:// conda channel from installed Python distributions and wheels."""
-    from ..channel import build_channel_command
+    from envmgr.channel.build import build_channel_command
 
     obj = state(ctx, command="channel build", as_json=as_json)
     result = build_channel_command(directory, wheels=wheels or [], dists=dists or [],
                                    demo=not no_demo, progress=obj.progress)
-    obj.emit(ChannelBuildResult(result), as_json=as_json)
-
-
-@dataclass
-class ChannelBuildResult:
-    result: Any  # envmgr.channel.ChannelResult
-    exit_code = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return self.result.to_json()
-
-    def render(self) -> Iterable[Any]:
-        r = self.result
-        how = "already up to date" if r.cached else f"built in {r.seconds:.1f} s"
-        yield Text(f"channel {r.url}: {len(r.packages)} packages, {how}", style="green")
-        for warning in r.warnings:
-            yield Text(f"  warning: {warning}", style="yellow")
-
-
-@dataclass
-class ConfigResult:
-    config: Config
-    exit_code = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return self.config.to_json()
-
-    def render(self) -> Iterable[Any]:
-        for key, value in self.config.to_json().items():
-            yield Text(f"{key}: {value}")
+    obj.emit(result, render_channel_build, as_json=as_json)
 
 
 @config_app.command("show")
 def config_show(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """The effective configuration and where its root came from."""
     obj = state(ctx, command="config show", as_json=as_json)
-    obj.emit(ConfigResult(obj.config()), as_json=as_json)
+    obj.emit(ConfigResult(obj.config()), render_config, as_json=as_json)
+
+
+def render_quickstart(result: QuickstartResult) -> Iterable[Any]:
+    o, cfg = result.outcome, result.config
+    if o.status == "failed":
+        yield Text(f"quickstart failed: {o.error}", style="bold red")
+        return
+    latest = cfg.layout.latest_link(o.family)
+    yield Text(f"✓ {o.family}: {o.message}", style="green")
+    yield Text(f"  root:        {cfg.root}")
+    yield Text(f"  prefix:      {o.prefix}  ({o.package_count} packages)")
+    yield Text(f"  latest:      {latest} -> {o.build_id}")
+    yield Text(f"  kernels:     {', '.join(o.kernels) or '(none)'} in {cfg.kernels_dir}")
+    yield Text("Try:", style="bold")
+    yield Text(f"  {o.prefix}/bin/python -c 'import ipykernel, sys; print(sys.prefix)'")
+    yield Text("  jupyter kernelspec list          # shows " + ", ".join(o.kernels))
+    yield Text(f"  envmgr builds {o.family}            # history, with package counts")
+    yield Text(f"  envmgr build {SOURCE_EXAMPLE if SOURCE_EXAMPLE.exists() else 'SPEC'}  "
+               "# again: 'unchanged', nothing built")
+
+
+def render_channel_build(r: ChannelResult) -> Iterable[Any]:
+    how = "already up to date" if r.cached else f"built in {r.seconds:.1f} s"
+    yield Text(f"channel {r.url}: {len(r.packages)} packages, {how}", style="green")
+    for warning in r.warnings:
+        yield Text(f"  warning: {warning}", style="yellow")
+
+
+def render_config(result: ConfigResult) -> Iterable[Any]:
+    for key, value in result.config.to_json().items():
+        yield Text(f"{key}: {value}")

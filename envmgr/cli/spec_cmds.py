@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.text import Text
 
-from ..commands.spec_check import check_specs
+from envmgr.define.check import check_specs
 from ._app import JSON_OPTION, app, state
+
+if TYPE_CHECKING:
+    from envmgr.define.check import SpecCheckResult
+    from envmgr.lock.policy_check import PolicyCheckResult
 
 spec_app = typer.Typer(help="Validate environment specs.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
@@ -24,8 +31,35 @@ def spec_check(
     """Validate specs; exit 2 and name file:line:column:key for every problem."""
     obj = state(ctx, command="spec check", as_json=as_json)
     if policy is not None:
-        from ..commands.policy_check import check_specs_against_policy
+        from envmgr.lock.policy_check import check_specs_against_policy
 
-        obj.emit(check_specs_against_policy(obj.config(), paths, policy, obj.progress), as_json=as_json)
+        obj.emit(check_specs_against_policy(obj.config(), paths, policy, obj.progress), render_policy_check,
+                 as_json=as_json)
         return
-    obj.emit(check_specs(paths), as_json=as_json)
+    obj.emit(check_specs(paths), render_spec_check, as_json=as_json)
+
+
+def render_spec_check(result: SpecCheckResult) -> Iterable[Any]:
+    for problem in result.problems:
+        yield Text(str(problem), style="red")
+    for spec in result.specs:
+        yield Text(f"ok  {spec.path}  ({spec.name}, {len(spec.dependencies)} dependencies)")
+    if result.problems:
+        yield Text(f"{len(result.problems)} problem(s) found", style="bold red")
+
+
+def render_policy_check(result: PolicyCheckResult) -> Iterable[Any]:
+    for problem in result.problems:
+        yield Text(str(problem), style="red")
+    for fam in result.families:
+        if fam.error is not None:
+            yield Text(f"error  {fam.family}: {fam.error.message}", style="red")
+        elif fam.violations:
+            yield Text(f"refused  {fam.family}: {len(fam.violations)} of {fam.packages} locked "
+                       f"packages are not allowed by {result.policy_path}", style="bold red")
+            for v in fam.violations:
+                yield Text(f"  {v.line()}", style="red")
+        else:
+            yield Text(f"ok  {fam.family}  ({fam.packages} locked packages allowed)")
+    if result.problems:
+        yield Text(f"{len(result.problems)} problem(s) found", style="bold red")

@@ -13,7 +13,6 @@ import asyncio
 import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,30 +20,12 @@ from ..config import Config
 from ..errors import ConfigError
 from ..results import Progress, no_progress
 from .jobs import JobStore
+from .settings import ServiceSettings
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BUILD_SCOPE = "custom:envmgr:build"
 DEFAULT_PORT = 10101
 COOKIE_SECRET_BYTES = 32
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """Everything the service needs, resolved once from flags and the hub's environment."""
-
-    config: Config
-    service_name: str
-    prefix: str  # URL path, starts and ends with '/'
-    ip: str
-    port: int
-    build_scope: str
-    api_url: str
-    client_id: str
-    cookie_secret_file: Path
-
-    @property
-    def access_scope(self) -> str:
-        return f"access:services!service={self.service_name}"
 
 
 def settings_from_environ(config: Config, environ: Mapping[str, str], *, ip: str | None = None,
@@ -69,7 +50,7 @@ def settings_from_environ(config: Config, environ: Mapping[str, str], *, ip: str
         ip=ip or url.hostname or "127.0.0.1", port=port or url.port or DEFAULT_PORT,
         build_scope=build_scope, api_url=environ["JUPYTERHUB_API_URL"],
         client_id=environ.get("JUPYTERHUB_CLIENT_ID") or f"service-{name}",
-        cookie_secret_file=cookie_secret_file or config.root / "locks" / "hubservice-cookie-secret")
+        cookie_secret_file=cookie_secret_file or config.layout.hub_cookie_secret)
 
 
 def cookie_secret(path: Path) -> bytes:

@@ -20,13 +20,13 @@ from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuth
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .. import records
+from envmgr.catalog import records
 from ..audit import audit
 from ..errors import Busy, EnvmgrError, NotFound
 from ..familylock import holder_info
 from ..layout import BUILD_ID_RE
-from ..rollback import rollback
-from .app import ServiceSettings
+from envmgr.release.rollback import rollback
+from .settings import ServiceSettings
 from .jobs import ENDED, Job, JobStore, running_build
 from .pagedata import SpecCache, page_state
 
@@ -271,7 +271,7 @@ class BuildLogHandler(LogStream):
         def finished() -> bool:  # a killed build stays "building" until the next run recovers it
             return record().get("status") != records.BUILDING or holder_info(layout, family) is None
 
-        await self.stream(layout.record_dir(family, build_id) / "build.log", finished, record)
+        await self.stream(layout.build_log(family, build_id), finished, record)
 
 
 class OAuthCallbackHandler(HubOAuthCallbackHandler):

@@ -32,15 +32,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import records
+from envmgr.catalog import records
 from ..config import Config
 from ..errors import NotFound, UsageError
 from ..familylock import holder_info
 from ..fsutil import atomic_write_json, explain_os_error, read_json
 from ..layout import Layout
 from ..lockfile import diff
-from ..records import iso, utcnow
-from ..spec import NAME_RE
+from envmgr.clock import iso, utcnow
+from envmgr.define.spec import NAME_RE
 
 JOB_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 RUNNING, ENDED = "running", "ended"
@@ -140,7 +140,7 @@ class JobStore:
 
     # -- files -----------------------------------------------------------------
     def jobs_dir(self, family: str) -> Path:
-        return self.layout.logs_dir / "jobs" / family
+        return self.layout.jobs_dir(family)
 
     def meta_path(self, family: str, job_id: str) -> Path:
         return self.jobs_dir(family) / f"{job_id}.json"
@@ -205,7 +205,7 @@ class JobStore:
         ``records/<family>/last-run.json`` is written at the end of every run;
         it is this job's if it was written after the job started.
         """
-        last = read_json(self.layout.records_dir / job.family / "last-run.json") or {}
+        last = read_json(self.layout.last_run(job.family)) or {}
         ours = bool(last.get("when")) and last["when"] >= job.started
         if not ours:
             why = (f"the build process exited with {exit_code}" if exit_code is not None

@@ -15,10 +15,10 @@ from typing import Any
 from ..config import Config
 from ..errors import EnvmgrError
 from ..familylock import holder_info
-from ..inventory import family_view
-from ..rollback import choose_target
-from ..spec import Spec, SpecError, load_specs, spec_files
-from ..status import collect_status
+from envmgr.catalog.inventory import family_view
+from envmgr.release.rollback import choose_target
+from envmgr.define.spec import Spec, SpecError, load_specs, spec_files
+from envmgr.ops.status import collect_status
 from .jobs import RUNNING, Job, JobStore, running_build
 
 OTHER_GROUP = "Other"

@@ -1,0 +1,1 @@
+"""The local file:// conda channel builder (from Python distributions and wheels)."""

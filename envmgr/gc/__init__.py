@@ -1,0 +1,1 @@
+"""Garbage collection: the pure retention plan, then gather, plan and apply."""

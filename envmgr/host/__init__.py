@@ -1,0 +1,1 @@
+"""What this machine says: mount table and lock safety, the /proc scan, hardlink-aware disk use."""

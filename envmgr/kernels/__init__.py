@@ -1,0 +1,1 @@
+"""Kernelspecs, the kernel launcher and leases: how users reach a build and how gc knows they do."""

@@ -1,0 +1,1 @@
+"""Operations: one look at every family (status) and the setup check (doctor)."""

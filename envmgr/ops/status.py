@@ -1,0 +1,306 @@
+"""`envmgr status`: the state of every family in one look, for people and monitoring.
+
+Everything here only reads (apart from the disk-usage cache, see diskusage.py)
+and is cheap: records are small JSON files, leases are probed with one
+non-blocking flock each, and the expensive disk walk is cached. What is
+"waiting for gc" and what holds it comes from the collector itself: gc's
+``family_spec``/``gather_family`` read the inputs and ``retention.plan_family``
+decides, exactly as ``envmgr gc --dry-run`` would (minus the /proc scan, which
+``--processes`` adds), so status cannot disagree with gc.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envmgr.catalog import records
+from envmgr.config import Config
+from envmgr.host.diskusage import DiskUsage, disk_report, human_bytes
+from envmgr.errors import EXIT_OK, EnvironmentProblem
+from envmgr.familylock import holder_info
+from envmgr.fsutil import read_json
+from envmgr.catalog.governing import SpecChoice, family_spec, spec_index
+from envmgr.gc.collect import failed_prefixes, gather_family
+from envmgr.catalog.inventory import FamilyView, family_view
+from envmgr.layout import Layout
+from envmgr.host.mounts import OK as LOCK_OK
+from envmgr.host.mounts import LockSafety, Mount, lock_safety, mount_of, read_mounts
+from envmgr.host.procscan import ProcessScan, scan_processes
+from envmgr.clock import iso, parse_iso, utcnow
+from envmgr.gc.retention import FamilyInput, FamilyPlan, ReasonCode, Usage, effective_policy, plan_family
+
+STALE_RUN = dt.timedelta(hours=48)  # no build run for this long: is the nightly running?
+# Reasons that keep a build for good (not "waiting for gc"): latest, supported stable, pinned.
+PERMANENT = frozenset({ReasonCode.LATEST, ReasonCode.STABLE, ReasonCode.PINNED})
+
+
+@dataclass(frozen=True)
+class StatusWarning:
+    kind: str  # last-run-failed | stable-expiring | stable-expired | lease-locking-unsafe | ...
+    message: str
+    family: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "family": self.family, "message": self.message}
+
+
+@dataclass
+class FamilyStatus:
+    family: str
+    group: str
+    display_name: str
+    latest: dict[str, Any] | None
+    last_run: dict[str, Any] | None
+    last_build: dict[str, Any] | None
+    stable: list[dict[str, Any]]
+    gc_waiting: list[dict[str, Any]]
+    building: dict[str, Any] | None
+    disk_bytes: int | None = None
+    spec_source: str = ""  # which spec speaks for the family (catalog.governing.family_spec)
+    note: str = ""
+    warnings: list[StatusWarning] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.family, "group": self.group, "display_name": self.display_name,
+                "latest": self.latest, "last_run": self.last_run, "last_build": self.last_build,
+                "stable": self.stable, "gc_waiting": self.gc_waiting, "building": self.building,
+                "disk_bytes": self.disk_bytes, "spec_source": self.spec_source, "note": self.note,
+                "warnings": [w.to_json() for w in self.warnings]}
+
+
+# -- per-family pieces ---------------------------------------------------------------
+
+
+def _age_seconds(when: str | None, now: dt.datetime) -> int | None:
+    moment = parse_iso(when)
+    return int((now - moment).total_seconds()) if moment else None
+
+
+def _in_use(inp: FamilyInput, build_id: str) -> bool | None:
+    """A kernel holds the build's lease (any host) or, if scanned, a process here uses it.
+
+    None when the leases could not be probed (a user who may not open them).
+    """
+    usage = inp.usage.get(build_id)
+    return None if usage is None else usage.in_use
+
+
+def _latest(inp: FamilyInput, now: dt.datetime) -> dict[str, Any] | None:
+    view = inp.view
+    if view.latest is None:
+        return None
+    info = next((b for b in view.builds if b.latest), None)
+    if info is None:  # pointer without record: report it rather than hide it
+        return {"build_id": view.latest, "since": None, "age_seconds": None, "package_count": None,
+                "in_use": _in_use(inp, view.latest)}
+    since = info.record.latest_since or info.record.finished
+    return {"build_id": info.build_id, "since": since, "age_seconds": _age_seconds(since, now),
+            "built": info.record.finished, "package_count": info.record.package_count,
+            "published": info.published, "in_use": _in_use(inp, info.build_id)}
+
+
+def _stable(inp: FamilyInput, today: dt.date) -> list[dict[str, Any]]:
+    published = {b.build_id for b in inp.view.builds if b.published}
+    return [{"release": r.release, "build_id": r.build_id, "until": r.until.isoformat(),
+             "days_left": r.days_left(today), "expired": r.expired(today),
+             "expiring_soon": r.expiring_soon(today), "source": r.source,
+             "published": r.build_id in published, "in_use": _in_use(inp, r.build_id)}
+            for r in inp.view.releases]
+
+
+def _gc_waiting(inp: FamilyInput, plan: FamilyPlan) -> list[dict[str, Any]]:
+    """Builds on disk that are neither latest nor kept by a supported release or a pin, and why
+    they stay. ``action`` "delete" means the next `envmgr gc` removes it; "keep" lists what
+    holds it (a running kernel, the rollback window, the grace or inspection period).
+    """
+    waiting = []
+    for d in plan.decisions:
+        if d.target is None or {r.code for r in d.reasons} & PERMANENT:
+            continue
+        usage = inp.usage.get(d.build_id, Usage())
+        pids = sorted(set(usage.lease_pids) | set(usage.prefix_pids))
+        waiting.append({"build_id": d.build_id, "state": d.state, "target": d.target,
+                        "action": d.action, "why": d.why, "reasons": [r.to_json() for r in d.reasons],
+                        "in_use": usage.in_use, "pids": pids,
+                        "held_by": usage.describe() if usage.in_use else d.why})
+    return waiting
+
+
+def _gather(config: Config, family: str, choice: SpecChoice, scan: ProcessScan) -> tuple[FamilyInput, str]:
+    """gc's inputs for the family; without lease access (not the service account) no usage."""
+    try:
+        return gather_family(config, family, choice, scan), ""
+    except EnvironmentProblem as exc:
+        view = family_view(config, family, choice.spec)
+        policy = effective_policy(config.retention, choice.spec.retention if choice.spec else None)
+        inp = FamilyInput(view, policy, {}, failed_prefixes(config.layout, family))
+        return inp, f"leases not probed ({exc.message}); run status as the service account"
+
+
+def _building(layout: Layout, family: str, now: dt.datetime) -> dict[str, Any] | None:
+    """Who builds the family now (familylock.holder_info), if anyone."""
+    try:
+        info = holder_info(layout, family)
+    except OSError:  # a user who may not open the lock file: trust the holder file, say so
+        info = read_json(layout.build_lock_holder(family))
+        if info:
+            info = {**info, "unverified": True}
+    if not info:
+        return None
+    return {**info, "running_seconds": _age_seconds(info.get("since"), now)}
+
+
+def _last_run(layout: Layout, family: str) -> dict[str, Any] | None:
+    try:
+        return read_json(layout.last_run(family))
+    except (OSError, ValueError):
+        return None
+
+
+def _last_build(view: FamilyView) -> dict[str, Any] | None:
+    if not view.builds:
+        return None
+    r = view.builds[-1].record
+    return {"build_id": r.build_id, "status": r.status, "started": r.started, "finished": r.finished,
+            "step": r.step, "error": r.error, "host": r.host, "user": r.user}
+
+
+# -- warnings --------------------------------------------------------------------------
+
+
+def _gist(text: str | None) -> str:
+    """One line of an error: its first line, plus its last when the first only introduces it."""
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
+def _warn(out: list[StatusWarning], kind: str, message: str, family: str | None = None) -> None:
+    out.append(StatusWarning(kind, message, family))
+
+
+def family_warnings(fs: FamilyStatus, now: dt.datetime) -> list[StatusWarning]:
+    out: list[StatusWarning] = []
+    f = fs.family
+    run = fs.last_run or {}
+    if run.get("status") == "failed":
+        reason = _gist(run.get("error")) or run.get("message") or "see the build log"
+        _warn(out, "last-run-failed", f"{f}: the last build run failed at {run.get('when')}: {reason}", f)
+    age = _age_seconds(run.get("when"), now) if run else None
+    if age is not None and age > STALE_RUN.total_seconds() and fs.building is None:
+        _warn(out, "no-recent-run", f"{f}: no build run for {age // 86400} days "
+              "(is the nightly running?)", f)
+    for rel in fs.stable:
+        where = f"{f} {rel['release']} (build {rel['build_id']})"
+        if rel["expired"]:
+            _warn(out, "stable-expired", f"{where}: support ended {rel['until']}; its kernel is gone "
+                  "and gc may collect the build", f)
+        elif rel["expiring_soon"]:
+            _warn(out, "stable-expiring", f"{where}: support ends {rel['until']} "
+                  f"({rel['days_left']} days left)", f)
+        if not rel["published"]:
+            _warn(out, "stable-missing", f"{where}: the build's prefix does not exist", f)
+    last = fs.last_build or {}
+    if last.get("status") == records.BUILDING and fs.building is None:
+        _warn(out, "interrupted", f"{f}: build {last['build_id']} stopped during step "
+              f"{last.get('step')}; the next build of the family cleans up", f)
+    return out
+
+
+def global_warnings(safety: LockSafety, disk: DiskUsage | None) -> list[StatusWarning]:
+    out: list[StatusWarning] = []
+    if safety.level != LOCK_OK:
+        _warn(out, "lease-locking-unsafe",
+              f"{safety.detail}. Fix: {safety.fix}" if safety.fix else safety.detail)
+    if disk is not None and disk.low:
+        _warn(out, "low-disk", f"only {human_bytes(disk.free_bytes)} free on the root's filesystem; "
+              f"builds need {human_bytes(disk.min_free_bytes)} (run `envmgr gc`)")
+    return out
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+@dataclass
+class StatusReport:
+    root: Path
+    host: str
+    generated: str
+    families: list[FamilyStatus]
+    disk: DiskUsage | None
+    mount: Mount | None
+    lock_safety: LockSafety
+    warnings: list[StatusWarning]
+    processes_scanned: bool = False
+    seconds: float = 0.0
+
+    exit_code = EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        groups: dict[str, list[str]] = {}
+        for f in self.families:
+            groups.setdefault(f.group, []).append(f.family)
+        return {"root": str(self.root), "host": self.host, "generated": self.generated,
+                "groups": groups, "families": [f.to_json() for f in self.families],
+                "disk": self.disk.to_json() if self.disk else None,
+                "filesystem": {**(self.mount.to_json() if self.mount else {}),
+                               "lock_safety": self.lock_safety.to_json()},
+                "warnings": [w.to_json() for w in self.warnings],
+                "processes_scanned": self.processes_scanned, "seconds": self.seconds}
+
+
+def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date,
+                   index: dict[str, SpecChoice], scan: ProcessScan) -> FamilyStatus:
+    layout = config.layout
+    choice = family_spec(config, family, index)
+    inp, note = _gather(config, family, choice, scan)
+    spec = choice.spec
+    fs = FamilyStatus(
+        family=family, group=spec.group if spec else "Other",
+        display_name=spec.display_name if spec else family,
+        latest=_latest(inp, now), last_run=_last_run(layout, family),
+        last_build=_last_build(inp.view), stable=_stable(inp, today),
+        gc_waiting=_gc_waiting(inp, plan_family(inp, now)), building=_building(layout, family, now),
+        spec_source=choice.source, note=note)
+    fs.warnings = family_warnings(fs, now)
+    if choice.error:
+        _warn(fs.warnings, "spec-unreadable", f"{family}: its spec {choice.source} cannot be read "
+              f"({choice.error}); gc defers the family", family)
+    return fs
+
+
+def collect_status(config: Config, *, disk: bool = True, refresh_disk: bool = False,
+                   processes: bool = False, mounts_text: str | None = None,
+                   today: dt.date | None = None) -> StatusReport:
+    """Everything `envmgr status` shows.
+
+    ``processes`` adds gc's /proc scan (processes using a prefix without a
+    lease; costs a walk of every process's maps). ``mounts_text`` replaces
+    /proc/self/mounts (tests, diagnosis).
+    """
+    start = time.monotonic()
+    now = utcnow()
+    today = today or dt.date.today()
+    families = config.layout.families()
+    index = spec_index(config)
+    scan = scan_processes(config.layout.envs_dir) if processes else ProcessScan()
+    statuses = [_family_status(config, f, now, today, index, scan) for f in families]
+    statuses.sort(key=lambda f: (f.group.lower(), f.family))
+    usage = disk_report(config, families, refresh=refresh_disk) if disk and config.root.is_dir() else None
+    if usage is not None:
+        for f in statuses:
+            f.disk_bytes = usage.families.get(f.family)
+    mount = mount_of(config.root, read_mounts(mounts_text))
+    safety = lock_safety(mount)
+    warnings = [w for f in statuses for w in f.warnings] + global_warnings(safety, usage)
+    return StatusReport(root=config.root, host=socket.gethostname(), generated=iso(now) or "",
+                        families=statuses, disk=usage, mount=mount, lock_safety=safety,
+                        warnings=warnings, processes_scanned=processes,
+                        seconds=round(time.monotonic() - start, 3))
+

@@ -1,0 +1,1 @@
+"""Moving pointers after publication: rollback of latest, stable promotion and retirement."""
