@@ -31,6 +31,7 @@ SITE_CONFIG = Path("/etc/envmgr/config.yaml")
 COMPILE_MODES = ("all", "noarch", "none")  # the pyc policy's compile values (build.pycache)
 DEMO_CHANNEL = "demo"  # built-in channel name: the local demo channel under the root
 DEFAULT_CHANNEL_BASE = "https://conda.anaconda.org/"
+DEFAULT_PIP_INDEX = "https://pypi.org/simple"
 
 
 class ConfigFileError(FileProblems, ConfigError):
@@ -103,6 +104,24 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True)
+class PipIndex:
+    """Where ``pip:`` requirements are resolved (docs/specs.md, "pip packages").
+
+    ``index_url`` is a PEP 503 simple index without credentials (they come from
+    the credentials file, by host); ``find_links`` are local wheel folders;
+    ``offline`` uses only those folders and never contacts an index.
+    """
+
+    index_url: str = DEFAULT_PIP_INDEX
+    find_links: tuple[Path, ...] = ()
+    offline: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index_url": self.index_url, "find_links": [str(p) for p in self.find_links],
+                "offline": self.offline}
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     kernels_dir: Path
@@ -126,6 +145,8 @@ class Config:
     policy_applies_to: str = "all"  # all | personal
     user_quota: int | None = None  # bytes a personal root may use
     kernel_env_allow: tuple[str, ...] = ()  # protected names a spec's env: may set (kernelenv.py)
+    pip: PipIndex = PipIndex()
+    credentials_file: Path | None = None  # rattler's auth-file JSON; mode 0600 (envmgr.credentials)
     specs_dir_configured: bool = False  # specs_dir came from a config file, not the cwd default
     # Vulnerability advisories (docs/security.md): an OSV directory, and what a build does
     # that would introduce an affected package: warn (report) or block (refuse, exit 3).
@@ -196,7 +217,8 @@ class Config:
                        "enforced": self.policy_enforced is not None} if self.policy_file else None,
             "user_quota": self.user_quota, "kernel_env_allow": list(self.kernel_env_allow),
             "advisories_dir": str(self.advisories_dir) if self.advisories_dir else None,
-            "advisories": self.advisories_mode,
+            "advisories": self.advisories_mode, "pip": self.pip.to_json(),
+            "credentials_file": str(self.credentials_file) if self.credentials_file else None,
         }
 
 
@@ -235,9 +257,10 @@ def default_root(environ: dict[str, str]) -> Path:
 CONFIG_KEYS = ("root", "kernels_dir", "pkgs_dir", "specs_dir", "channels", "min_free_space",
                "support_years", "retention", "compile_pyc", "pyc", "notify_command", "solver",
                "conda_lock_command", "policy", "user_quota", "kernel_env_allow", "advisories_dir",
-               "advisories")
+               "advisories", "pip", "credentials_file")
 # Keys a site file at the fixed path sets for everyone: no other file can replace them.
-LOCKED_KEYS = ("policy", "channels", "user_quota", "kernel_env_allow", "advisories", "advisories_dir")
+LOCKED_KEYS = ("policy", "channels", "user_quota", "kernel_env_allow", "advisories", "advisories_dir",
+               "pip", "credentials_file")
 POLICY_SCOPES = ("all", "personal")
 ADVISORY_MODES = ("warn", "block")
 
@@ -310,6 +333,33 @@ def _merge_pyc(values: dict[str, Any], site_values: dict[str, Any]) -> PycPolicy
     return policy
 
 
+def _has_userinfo(url: str) -> bool:
+    return "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]
+
+
+def _pip_values(c: YamlChecker, doc: CommentedMap, base: Path, values: dict[str, Any]) -> None:
+    """``pip: {index_url, find_links, offline}`` and ``credentials_file``."""
+    if (creds := _path(c, doc, "credentials_file", base)) is not None:
+        values["credentials_file"] = Path(os.path.abspath(creds))
+    pip = c.mapping(doc, "pip", "")
+    if pip is None:
+        return
+    c.check_keys(pip, ("index_url", "find_links", "offline"), "pip.")
+    index_url = c.string(pip, "index_url", "pip.", default=DEFAULT_PIP_INDEX)
+    if index_url and not index_url.startswith(("http://", "https://", "file://")):
+        c.add(c.value_pos(pip, "index_url"), "pip.index_url", "must be an http(s):// or file:// URL")
+    elif _has_userinfo(index_url):
+        c.add(c.value_pos(pip, "index_url"), "pip.index_url", "carries credentials in the URL "
+              "(they would reach locks and logs); put them in credentials_file")
+    links = tuple(Path(p) if Path(p).is_absolute() else base / p
+                  for p in (os.path.expanduser(x) for x in c.string_list(pip, "find_links", "pip.")))
+    offline = pip.get("offline", False)
+    if not isinstance(offline, bool):
+        c.add(c.value_pos(pip, "offline"), "pip.offline", "must be true or false")
+        offline = False
+    values["pip"] = PipIndex(index_url=index_url.rstrip("/"), find_links=links, offline=offline)
+
+
 def _refuse_locked(c: YamlChecker, doc: CommentedMap, locked: tuple[str, ...], site: Path) -> None:
     for key in locked:
         if key in doc:
@@ -345,6 +395,9 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
             target = channels[name]
             if not isinstance(target, str) or not target.strip():
                 c.add(c.value_pos(channels, name), f"channels.{name}", "must be a URL or a path")
+            elif _has_userinfo(target):
+                c.add(c.value_pos(channels, name), f"channels.{name}", "carries credentials in the "
+                      "URL (they would reach locks and logs); put them in credentials_file")
             else:
                 values["channels"][str(name)] = _relative_to(target.strip(), base)
     if doc.get("min_free_space") is not None:
@@ -382,6 +435,7 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
         if mode not in ADVISORY_MODES:
             c.add(c.value_pos(doc, "advisories"), "advisories", "must be 'warn' or 'block'")
         values["advisories"] = mode
+    _pip_values(c, doc, base, values)
     if site is not None:
         _refuse_locked(c, doc, locked, site)
     if c.problems:
@@ -497,5 +551,7 @@ def load_config(*, config_path: Path | None = None, root: Path | None = None,
         advisories_dir=values.get("advisories_dir"),
         advisories_mode=values.get("advisories", "warn"),
         kernel_env_allow=tuple(values.get("kernel_env_allow", ())),
+        pip=values.get("pip", PipIndex()),
+        credentials_file=values.get("credentials_file"),
     )
 

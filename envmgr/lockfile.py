@@ -30,6 +30,7 @@ class LockedPackage:
     depends: tuple[str, ...] = field(default=(), compare=False)
     noarch: str | None = field(default=None, compare=False)
     size: int | None = field(default=None, compare=False)
+    manager: str = "conda"  # or "pip": a conda-lock `manager: pip` entry (a wheel; subdir "pypi")
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -38,6 +39,8 @@ class LockedPackage:
 
     @property
     def label(self) -> str:
+        if self.manager == "pip":
+            return f"{self.name}=={self.version} (pip)"
         return f"{self.name}={self.version}={self.build}"
 
     def to_json(self) -> dict[str, Any]:
@@ -75,6 +78,15 @@ class PackageSet:
     def by_name(self) -> dict[str, LockedPackage]:
         return {p.name: p for p in self.packages}
 
+    @property
+    def conda_packages(self) -> tuple[LockedPackage, ...]:
+        """What rattler installs (pip entries are installed after them, by uv)."""
+        return tuple(p for p in self.packages if p.manager == "conda")
+
+    @property
+    def pip_packages(self) -> tuple[LockedPackage, ...]:
+        return tuple(p for p in self.packages if p.manager == "pip")
+
     def to_json(self) -> dict[str, Any]:
         return {"platform": self.platform, "digest": self.digest,
                 "packages": [p.to_json() for p in self.packages]}
@@ -90,9 +102,17 @@ class Change:
     kind: str  # added, removed, upgraded, downgraded, rebuilt
     old: str | None
     new: str | None
+    manager: str = "conda"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def line(self) -> str:
+        """``upgraded numpy 1.26.4 (h1) → 2.0.1 (h2)``; pip packages end in ``(pip)``."""
+        versions = " → ".join(v for v in (self.old, self.new) if v)
+        suffix = " (pip)" if self.manager == "pip" else ""
+        return f"{self.kind} {self.name} {versions}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -133,7 +153,7 @@ def _compare_versions(old: str, new: str) -> int:
 
 
 def _pin(p: LockedPackage) -> str:
-    return f"{p.version} ({p.build})"
+    return p.version if p.manager == "pip" or not p.build else f"{p.version} ({p.build})"
 
 
 def diff(old: PackageSet | None, new: PackageSet) -> PackageDiff:
@@ -144,11 +164,11 @@ def diff(old: PackageSet | None, new: PackageSet) -> PackageDiff:
     for name in sorted(set(before) | set(after)):
         a, b = before.get(name), after.get(name)
         if a is None and b is not None:
-            changes.append(Change(name, "added", None, _pin(b)))
+            changes.append(Change(name, "added", None, _pin(b), b.manager))
         elif b is None and a is not None:
-            changes.append(Change(name, "removed", _pin(a), None))
+            changes.append(Change(name, "removed", _pin(a), None, a.manager))
         elif a is not None and b is not None and a.key != b.key:
             order = _compare_versions(a.version, b.version)
             kind = "upgraded" if order < 0 else "downgraded" if order > 0 else "rebuilt"
-            changes.append(Change(name, kind, _pin(a), _pin(b)))
+            changes.append(Change(name, kind, _pin(a), _pin(b), b.manager))
     return PackageDiff(tuple(changes))

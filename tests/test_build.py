@@ -45,7 +45,7 @@ def test_bump_rebuild_unchanged_rollback(site, envmgr_cli) -> None:
     changes = {c["name"]: c for c in second["diff"]["changes"]}
     assert changes == {"envmgr-demo-b": {"name": "envmgr-demo-b", "kind": "upgraded",
                                          "old": changes["envmgr-demo-b"]["old"],
-                                         "new": changes["envmgr-demo-b"]["new"]}}
+                                         "new": changes["envmgr-demo-b"]["new"], "manager": "conda"}}
     bump = changes["envmgr-demo-b"]
     assert bump["old"].startswith("1.1") and bump["new"].startswith("1.2")
     # Both prefixes exist; the old one is untouched.

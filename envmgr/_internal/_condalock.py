@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 from ..errors import UsageError
 from ..lockfile import LockedPackage, PackageSet
 
+PIP_SUBDIR = "pypi"  # the subdir envmgr gives pip entries (conda-lock's have none)
+
 
 def _split_depend(depend: str) -> tuple[str, str]:
     name, _, constraint = depend.strip().partition(" ")
@@ -26,6 +28,11 @@ def _split_depend(depend: str) -> tuple[str, str]:
 def _locked_dependency(platform: str, pkg: LockedPackage):  # noqa: ANN202 - conda-lock model
     from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency
 
+    if pkg.manager == "pip":  # conda-lock's own pip entry: a wheel URL and its sha256
+        return LockedDependency(
+            name=pkg.name, version=pkg.version, manager="pip", platform=platform,
+            dependencies=dict(_split_depend(d) for d in pkg.depends),
+            url=pkg.url, hash=HashModel(sha256=pkg.sha256), categories={"main"})
     return LockedDependency(
         name=pkg.name, version=pkg.version, manager="conda", platform=platform,
         dependencies=dict(_split_depend(d) for d in pkg.depends),
@@ -75,10 +82,16 @@ def read_lockfile(path: Path) -> tuple[dict[str, PackageSet], list[str], dict[st
     except Exception as exc:  # pydantic/yaml errors: report, do not trace back
         raise UsageError(f"{path} is not a valid conda-lock.yml: {exc}") from None
     by_platform: dict[str, list[LockedPackage]] = {}
-    pip = [p.name for p in lock.package if p.manager != "conda"]
-    if pip:
-        raise UsageError(f"{path} has pip packages ({', '.join(pip)}); envmgr installs conda packages only")
     for dep in lock.package:
+        if dep.manager == "pip":
+            if not dep.hash.sha256:
+                raise UsageError(f"{path}: pip package {dep.name} {dep.version} has no sha256; "
+                                 "envmgr installs pip packages only with hashes")
+            by_platform.setdefault(dep.platform, []).append(LockedPackage(
+                name=dep.name, version=dep.version, build="", subdir=PIP_SUBDIR, url=dep.url,
+                sha256=dep.hash.sha256, manager="pip",
+                depends=tuple(f"{n} {c}".strip() if c != "*" else n for n, c in dep.dependencies.items())))
+            continue
         by_platform.setdefault(dep.platform, []).append(LockedPackage(
             name=dep.name, version=dep.version, build=dep.build or _build_from_url(dep.url),
             subdir=_subdir_from_url(dep.url), url=dep.url, sha256=dep.hash.sha256 or "",

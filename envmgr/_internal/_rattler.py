@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
@@ -68,6 +69,61 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+# -- networking -----------------------------------------------------------------------------
+AUTH_FILE_ENV = "RATTLER_AUTH_FILE"
+_TOKEN_IN_URL = re.compile(r"/t/[^/\s]+/")
+_USERINFO = re.compile(r"(://)[^/\s@:]+(:[^/\s@]*)?@")
+
+
+def _client() -> Any:
+    """An HTTP client that authenticates from rattler's auth file, when envmgr configured one.
+
+    py-rattler's default client sends no credentials; ``AuthenticationMiddleware``
+    reads ``RATTLER_AUTH_FILE`` (set by ``envmgr.credentials.activate``) as its
+    only source. Without that file the default client is kept, so hosts without
+    credentials never consult a desktop keyring.
+    """
+    if not os.environ.get(AUTH_FILE_ENV):
+        return None
+    from rattler.networking import AuthenticationMiddleware, Client
+
+    return Client([AuthenticationMiddleware()])
+
+
+def _gateway() -> Any:
+    client = _client()
+    return rattler.Gateway(client=client) if client is not None else rattler.Gateway()
+
+
+def redact(text: str) -> str:
+    """Conda tokens (``/t/<token>/``) and URL user-info out of rattler's messages."""
+    return _USERINFO.sub(r"\1****@", _TOKEN_IN_URL.sub("/t/****/", text))
+
+
+def channel_error(exc: BaseException, urls: Sequence[str]) -> EnvironmentProblem:
+    """A repodata failure, naming the channel (never a credential) and what to fix."""
+    text = redact(str(exc))
+    channel = next((u for u in urls if u.rstrip("/") in text), None) or ", ".join(urls)
+    refused = re.search(r"\b(401|403)\b", text)
+    if refused:
+        host = urlparse(channel).hostname or channel
+        return EnvironmentProblem(
+            f"channel {channel} refused access (HTTP {refused.group(1)}): its credentials are "
+            f"missing or wrong", hint=f"set the entry for {host} in the site's credentials_file "
+                                      '(rattler\'s format: {"host": {"BearerToken": "…"}})')
+    return EnvironmentProblem(f"cannot read channel repodata from {channel}: {text}",
+                              hint="check that the channel is reachable (`envmgr doctor`)")
+
+
+def probe_channel(url: str, subdirs: Sequence[str] = ("noarch",)) -> int:
+    """Fetch a channel's repodata; the number of package names (raises EnvironmentProblem)."""
+    try:
+        found = _run(_gateway().names([channel_url(url)], list(subdirs)))
+    except (rx.GatewayError, rx.FetchRepoDataError) as exc:
+        raise channel_error(exc, [url]) from None
+    return len(getattr(found, "names", found))
 
 
 # -- channels -------------------------------------------------------------------
@@ -175,13 +231,13 @@ def solve(specs: list[str], channels: list[str], platform: str = "linux-64",
         raise UsageError(f"invalid package spec: {exc}") from exc
     vpkgs = _virtual_packages(platform, virtual_packages)
     try:
-        return _run(rattler.solve(urls, match_specs, gateway=rattler.Gateway(),
+        return _run(rattler.solve(urls, match_specs, gateway=_gateway(),
                                   platforms=[platform, "noarch"], virtual_packages=vpkgs))
     except rx.SolverError as exc:
-        raise BuildFailed(f"cannot solve {', '.join(specs)} from {', '.join(urls)}:\n{exc}",
-                          hint="check the specs and which versions the channels hold") from exc
+        raise BuildFailed(f"cannot solve {', '.join(specs)} from {', '.join(urls)}:\n{redact(str(exc))}",
+                          hint="check the specs and which versions the channels hold") from None
     except (rx.GatewayError, rx.FetchRepoDataError) as exc:
-        raise EnvironmentProblem(f"cannot read channel repodata: {exc}") from exc
+        raise channel_error(exc, urls) from None
 
 
 def _channel_of(url: str) -> str:
@@ -210,10 +266,10 @@ def records_for_lock(packages: Sequence[Any], channels: list[str], platform: str
     if not specs:
         return []
     try:
-        found = _run(rattler.Gateway().query(urls, [platform, "noarch"], specs, recursive=False,
-                                             channel_relations="disabled"))
+        found = _run(_gateway().query(urls, [platform, "noarch"], specs, recursive=False,
+                                      channel_relations="disabled"))
     except (rx.GatewayError, rx.FetchRepoDataError) as exc:
-        raise EnvironmentProblem(f"cannot read channel repodata: {exc}") from exc
+        raise channel_error(exc, urls) from None
     by_url: dict[str, RepoDataRecord] = {}
     by_file: dict[tuple[str, str], RepoDataRecord] = {}
     for per_channel in found:
@@ -272,7 +328,7 @@ def install(records: list[RepoDataRecord], prefix: Path, cache_dir: Path,
     try:
         _run(rattler.install(
             records, target_prefix=prefix, cache_dir=cache_dir, show_progress=False,
-            execute_link_scripts=False,
+            execute_link_scripts=False, client=_client(),
             requested_specs=_requested_specs(requested_specs),
             alternative_target_prefix=Path(target_prefix) if target_prefix is not None else None))
     except OSError as exc:
@@ -282,8 +338,11 @@ def install(records: list[RepoDataRecord], prefix: Path, cache_dir: Path,
     except (rx.InstallerError, rx.TransactionError, rx.LinkError, rx.ExtractError,
             rx.IoError, rx.CacheDirError) as exc:
         if (os_exc := errno_in_text(str(exc))) is not None:  # a full disk is not a bad package
-            raise problem(os_exc, "install", prefix) from exc
-        raise BuildFailed(f"installing {len(records)} packages into {prefix} failed: {exc}") from exc
+            raise problem(os_exc, "install", prefix) from None
+        text = redact(str(exc))
+        if re.search(r"\b(401|403)\b", text):
+            raise channel_error(exc, sorted({r.channel or "" for r in records})) from None
+        raise BuildFailed(f"installing {len(records)} packages into {prefix} failed: {text}") from None
 
 
 # -- reading records ----------------------------------------------------------------

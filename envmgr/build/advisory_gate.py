@@ -15,7 +15,6 @@ from typing import Any
 from envmgr.catalog import records
 from envmgr.catalog.advisories import (
     MANAGER_CONDA,
-    MANAGER_PIP,
     AdvisoryDBError,
     Match,
     build_packages,
@@ -45,12 +44,8 @@ class Gate:
 
 
 def lock_packages(lock: Any) -> list[tuple[str, str, str]]:
-    """(manager, name, version) of a Lock's host platform (pip entries when the lock has them)."""
-    out = [(getattr(p, "manager", MANAGER_CONDA) or MANAGER_CONDA, p.name, p.version)
-           for p in lock.host_set.packages]
-    for p in getattr(lock, "pip_packages", None) or ():
-        out.append((MANAGER_PIP, p.name, p.version))
-    return out
+    """(manager, name, version) of a Lock's host platform: conda packages and `manager: pip` ones."""
+    return [(p.manager or MANAGER_CONDA, p.name, p.version) for p in lock.host_set.packages]
 
 
 def gate(config: Config, lock: Any, previous: str | None, progress: Progress = no_progress) -> Gate:

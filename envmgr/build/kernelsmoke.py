@@ -9,6 +9,16 @@ having happened yet: the launcher's target is the staged prefix (with
 whose kernel cannot start through the launcher -- ``env: {PATH: /nowhere}``
 (where the site allowed it), a broken ``LD_PRELOAD``, a template that does
 not match the build -- fails the build and is never published.
+
+Which kernel depends on the spec's kernel template, and the test runs only when
+the environment has that kernel (a Python spec without ipykernel, or an R spec
+without IRkernel, has nothing to start):
+
+* ``python`` + ``ipykernel``: the cell prints ``sys.prefix``, which must be the
+  staged prefix (not the host's or the server's environment).
+* ``r`` + ``r-irkernel``: the cell prints ``R.version.string`` and
+  ``.libPaths()[1]``, which must be the staged prefix's library (the
+  environment's packages, not the host's site library).
 """
 
 from __future__ import annotations
@@ -24,8 +34,16 @@ from envmgr.errors import BuildFailed
 from envmgr.kernels.kernelspecs import KernelFamily, desired_kernels, launcher_source
 from envmgr.kernels.lease import ensure_lease
 from envmgr.layout import Layout
+from envmgr.lockfile import PackageSet
 
 USER_PATH = "/usr/local/bin:/usr/bin:/bin"
+R_CELL = 'cat(R.version.string, "\\n", .libPaths()[1], sep = "")'
+
+
+def has_kernel(template: str, packages: PackageSet) -> bool:
+    """Whether the environment holds the kernel its template starts."""
+    names = packages.by_name()
+    return (template == "python" and "ipykernel" in names) or (template == "r" and "r-irkernel" in names)
 
 
 def user_env() -> dict[str, str]:
@@ -64,8 +82,22 @@ def launcher_smoke_test(layout: Layout, spec: Spec, build_id: str, staging: Path
         kernels_dir = Path(tmp) / "kernels"
         (kernels_dir / name).mkdir(parents=True)
         (kernels_dir / name / "kernel.json").write_text(json.dumps(kernel_json))
-        check = run_cell([], env=user_env(), kernel_name=name, kernels_dir=kernels_dir)
-    if os.path.realpath(check.prefix) != os.path.realpath(staging):
-        raise BuildFailed(f"the kernel ran in {check.prefix!r}, not in the built prefix {staging}")
+        if spec.kernel == "r":
+            check = run_cell([], env=user_env(), kernel_name=name, kernels_dir=kernels_dir, code=R_CELL)
+        else:
+            check = run_cell([], env=user_env(), kernel_name=name, kernels_dir=kernels_dir)
+    _check_prefix(spec, check.prefix, staging, log)
     log(f"kernel ready through the launcher and executed a cell in {check.seconds} s")
     return check.seconds
+
+
+def _check_prefix(spec: Spec, reported: str, staging: Path, log) -> None:  # noqa: ANN001
+    """The cell must have run in the staged prefix (Python: sys.prefix; R: its library)."""
+    if spec.kernel == "r":
+        lines = reported.splitlines()
+        if len(lines) != 2 or not lines[0].startswith("R version") \
+                or not os.path.realpath(lines[1]).startswith(os.path.realpath(staging)):
+            raise BuildFailed(f"the R kernel did not report the built prefix {staging}: {reported!r}")
+        log(f"R kernel: {lines[0]}")
+    elif os.path.realpath(reported) != os.path.realpath(staging):
+        raise BuildFailed(f"the kernel ran in {reported!r}, not in the built prefix {staging}")

@@ -32,7 +32,7 @@ from envmgr.familylock import Holder, family_lock
 from envmgr.build.advisory_gate import gate as advisory_gate
 from envmgr.catalog import sbom
 from .kernelcheck import run_cell
-from envmgr.build.kernelsmoke import launcher_smoke_test
+from envmgr.build.kernelsmoke import has_kernel, launcher_smoke_test
 from envmgr.build.failure import compile_refusal, record_failure, release_space, reserve_space
 from envmgr.fsutil import (
     atomic_symlink,
@@ -50,6 +50,7 @@ from envmgr.lockfile import PackageSet, diff
 from envmgr.lock.solve import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
 from .notify import notify_build
 from envmgr.osfault import step_guard
+from .pipinstall import install_pip_packages
 from envmgr.define.personal import check_quota, prepare_spec
 from envmgr.catalog.records import BuildRecord
 from envmgr.clock import iso, utcnow
@@ -217,7 +218,7 @@ def smoke_test(spec: Spec, prefix: Path, log: BuildLog) -> None:
         checks.append(("imports", [str(python_of(prefix)), "-c", code]))
     if spec.smoke_test.script:
         checks.append(("script", [str(python_of(prefix)), "-c", spec.smoke_test.script]))
-    if not checks:
+    if not checks and python_of(prefix).exists():  # an R-only environment has no python
         checks.append(("python", [str(python_of(prefix)), "-c", "import sys; print(sys.prefix)"]))
     for what, argv in checks:
         log(f"smoke test: {what}")
@@ -239,8 +240,7 @@ def run_smoke_tests(layout: Layout, lock: Lock, build_id: str, staging: Path, lo
     Two processes that are mostly imports; the kernel starts exactly as users will start it
     (the kernelspec to be published, the launcher, the spec's env:, build.kernelsmoke).
     """
-    kernel = lock.spec.kernel == "python" and "ipykernel" in lock.host_set.by_name()
-    if not kernel:
+    if not has_kernel(lock.spec.kernel, lock.host_set):
         smoke_test(lock.spec, staging, log)
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="envmgr-kernel-smoke") as pool:
@@ -400,6 +400,10 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
             log(f"installing into {staging}")
             _rattler.install(lock.records[HOST_PLATFORM], staging, config.pkgs_dir, target_prefix=final,
                              requested_specs=list(lock.spec.dependencies))
+        if pip_packages := list(lock.host_set.pip_packages):  # after conda: envmgr.pipinstall
+            step("pip")
+            with timed(timings, "pip"):
+                install_pip_packages(config, pip_packages, staging, final, log, log.raw)
         if effective_policy(config.pyc, lock.spec.pyc).compile != "none":
             step("pyc")
             with timed(timings, "pyc"):

@@ -9,7 +9,9 @@ made locally from what is at hand:
   ``ipykernel``, ``pip`` and everything they need at runtime), repacked from
   their ``RECORD``; and/or wheel files;
 * tiny generated demo packages (``envmgr-demo-a``/``-b``) whose versions tests
-  and demos bump to simulate "upstream released a new version".
+  and demos bump to simulate "upstream released a new version";
+* where the host has R (Debian ``r-base-core``, ``r-cran-irkernel``): ``r-base``
+  and ``r-irkernel`` wrapping it (``_internal._rhost``), for R kernels.
 
 The channel is content-keyed: a key over (envmgr version, converter version,
 host Python, distribution names+versions, wheel hashes, demo set) is stored in
@@ -58,6 +60,7 @@ from envmgr.channel._condapkg import (
 )
 from envmgr.channel._interp import PLATFORM, Interpreter, interpreter_info
 from envmgr.channel._publish import LOCK_TIMEOUT_S as LOCK_TIMEOUT_S
+from envmgr.channel._rhost import HostR, probe_host_r, r_packages
 from envmgr.channel._publish import check_dest, clean_leftovers, current_target, lock, publish
 from envmgr.channel._pydists import (
     CONVERTER_VERSION,
@@ -204,6 +207,7 @@ class _Plan:
     wheels: list[tuple[Path, str]]
     demos: tuple[DemoSpec, ...]
     warnings: list[str]
+    host_r: HostR | None = None  # r-base / r-irkernel wrapping the host's R (_internal._rhost)
 
     def key(self) -> str:
         payload = {
@@ -213,6 +217,8 @@ class _Plan:
             "wheels": sorted(sha for _, sha in self.wheels),
             "demos": [list(d[:2]) + list(d[2]) for d in self.demos],
         }
+        if self.host_r is not None:  # only then: channels of hosts without R keep their key
+            payload["r"] = [self.host_r.r_bin, self.host_r.version, self.host_r.irkernel_version]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -230,7 +236,7 @@ def _make_plan(interp: Interpreter, distributions: Iterable[str], wheels: Iterab
     roots = [(name, None) for name in distributions] + wheel_requirements(wheel_list, interp)
     names, warnings = closure(roots, index, interp, provided)
     return _Plan(interp=interp, dists=[index[n] for n in names], wheels=wheel_list,
-                 demos=demos, warnings=warnings)
+                 demos=demos, warnings=warnings, host_r=probe_host_r() if demo else None)
 
 
 # -- the cache ------------------------------------------------------------------------------------------
@@ -283,6 +289,7 @@ def _recipes(plan: _Plan, say: Progress) -> tuple[list[CondaPackage], list[str]]
         recipes.append(pkg)
         warnings += warns + more
     recipes += [demo_package(*spec) for spec in plan.demos]
+    recipes += r_packages(plan.host_r) if plan.host_r is not None else []
     unique = {(p.subdir, p.filename): p for p in reversed(recipes)}
     return sorted(unique.values(), key=lambda p: -p.size_hint()), warnings
 

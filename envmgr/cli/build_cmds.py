@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from rich.text import Text
 
 
 from ..errors import UsageError
+from envmgr.config import Config
 from ._app import JSON_OPTION, app, state
 from .render import BUILD_STATE_STYLE, BUILD_STATUS_STYLE, render_diff
 from .security_cmds import render_build_advisories, render_diff_advisories
@@ -21,6 +23,15 @@ if TYPE_CHECKING:
     from envmgr.build.batch import BuildReport, LockResult
     from envmgr.catalog.builds import BuildsResult, DiffResult
     from envmgr.release.rollback import RollbackResult
+
+
+OFFLINE_OPTION = typer.Option(False, "--offline", help="pip requirements: use only the wheel "
+                              "folders of pip.find_links, never the index.")
+
+
+def offline_config(config: Config, offline: bool) -> Config:
+    """--offline: the site's pip settings with ``offline: true`` for this run."""
+    return replace(config, pip=replace(config.pip, offline=True)) if offline else config
 
 
 @app.command("build")
@@ -35,6 +46,7 @@ def build(
                                    "(no solving); the spec may be omitted if spec.yaml sits beside it."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail (exit 4) instead of waiting when "
                                  "the family is being built."),
+    offline: bool = OFFLINE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Lock, build, smoke-test and publish; move latest. Unchanged locks build nothing."""
@@ -46,7 +58,7 @@ def build(
     from envmgr.lock.solve import command_line
 
     obj = state(ctx, command="build", as_json=as_json)
-    config = obj.config()
+    config = offline_config(obj.config(), offline)
     names = list(specs or [])
     if from_lock is not None and not names and not all_specs:
         beside = spec_beside_lock(from_lock)
@@ -68,6 +80,7 @@ def lock(
     spec: Path = typer.Argument(..., help="The spec to lock."),
     output: Path = typer.Option(None, "-o", "--output", help="Where to write conda-lock.yml "
                                 "(default: <family>.conda-lock.yml beside the spec)."),
+    offline: bool = OFFLINE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Solve a spec and write its conda-lock.yml (conda-lock's format)."""
@@ -75,8 +88,9 @@ def lock(
     from envmgr.lock.solve import command_line
 
     obj = state(ctx, command="lock", as_json=as_json)
-    obj.emit(lock_spec_to_file(obj.config(), spec, output, command=command_line(sys.argv[1:]),
-                               progress=obj.progress), render_lock, as_json=as_json)
+    obj.emit(lock_spec_to_file(offline_config(obj.config(), offline), spec, output,
+                               command=command_line(sys.argv[1:]), progress=obj.progress),
+             render_lock, as_json=as_json)
 
 
 @app.command("builds")
@@ -133,7 +147,11 @@ def render_build_report(result: BuildReport) -> Iterable[Any]:
 
 def render_lock(result: LockResult) -> Iterable[Any]:
     for platform, pkg_set in result.lock.sets.items():
-        yield Text(f"{result.lock.spec.name} [{platform}]: {len(pkg_set.packages)} packages")
+        pip = len(pkg_set.pip_packages)
+        more = f" ({pip} from pip)" if pip else ""
+        yield Text(f"{result.lock.spec.name} [{platform}]: {len(pkg_set.packages)} packages{more}")
+    for note in result.lock.pip_notes:
+        yield Text(f"  {note.line}", style="dim")
     yield Text(f"wrote {result.output}", style="green")
 
 

@@ -33,10 +33,11 @@ def styled(value: str, styles: dict[str, str]) -> Text:
     return Text(str(value), style=styles.get(value, ""))
 
 
-def render_diff(d: PackageDiff) -> Table:
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for column in ("change", "package", "before", "after"):
-        table.add_column(column)
-    for c in d.changes:
-        table.add_row(styled(c.kind, CHANGE_STYLE), c.name, c.old or "", c.new or "")
-    return table
+def render_diff(d: PackageDiff) -> Text:
+    """One line per change: ``upgraded beam-tool 1.0 → 1.1 (pip)``."""
+    text = Text()
+    for index, c in enumerate(d.changes):
+        text.append("\n" if index else "")
+        text.append(f"  {c.kind}", style=CHANGE_STYLE.get(c.kind, ""))
+        text.append(c.line[len(c.kind):])
+    return text

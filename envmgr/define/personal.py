@@ -16,9 +16,11 @@ This module holds what differs (docs/user-guide.md, "Personal environments"):
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from ruamel.yaml import YAML
 
@@ -29,6 +31,7 @@ from .spec import MAX_NAME_LEN, Spec, parse_spec_text
 if TYPE_CHECKING:
     from envmgr.config import Config
     from envmgr.lockfile import PackageSet
+    from envmgr.lockfile import LockedPackage
 
 PERSONAL_PREFIX = "user-"
 PERSONAL_GROUP = "Personal"
@@ -82,6 +85,25 @@ def check_lock_channels(config: Config, channels: list[str], source: str) -> Non
     if refused:
         raise UsageError(f"{source} installs from channels the site does not allow for personal "
                          f"environments: {', '.join(refused)}",
+                         hint="lock the spec again with `envmgr --user lock`")
+
+
+def check_lock_pip_sources(config: Config, packages: Sequence[LockedPackage], source: str) -> None:
+    """A personal build from a lock file may install pip wheels only from the site's pip sources.
+
+    The same rule as for channels (``personal.check_lock_channels``): the wheel
+    URLs of a hand-made lock must lie on the configured index's host or in one
+    of its wheel folders, or a user could install any file from anywhere.
+    """
+    if not config.personal or not packages:
+        return
+    index = urlparse(config.pip.index_url)
+    allowed = [f"{index.scheme}://{index.netloc}/", *(folder.as_uri().rstrip("/") + "/"
+                                                       for folder in config.pip.find_links)]
+    refused = [f"{p.name} ({p.url})" for p in packages if not p.url.startswith(tuple(allowed))]
+    if refused:
+        raise UsageError(f"{source} installs pip packages from outside the site's pip index and wheel "
+                         f"folders: {', '.join(refused)}",
                          hint="lock the spec again with `envmgr --user lock`")
 
 

@@ -79,6 +79,7 @@ class Spec:
     channels: tuple[str, ...]
     dependencies: tuple[str, ...]
     platforms: tuple[str, ...] = ("linux-64",)
+    pip: tuple[str, ...] = ()  # PEP 508 requirements, locked as conda-lock `manager: pip` entries
     kernel: str = "python"
     env: dict[str, str] = field(default_factory=dict)
     smoke_test: SmokeTest = SmokeTest()
@@ -101,6 +102,8 @@ class Spec:
             "dependencies": sorted(" ".join(d.split()) for d in self.dependencies),
             "platforms": sorted(self.platforms),
         }
+        if self.pip:  # only when present: specs without pip keep the hash they always had
+            canonical["pip"] = sorted(" ".join(r.split()) for r in self.pip)
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -109,7 +112,7 @@ class Spec:
             "name": self.name, "display_name": self.display_name, "group": self.group,
             "description": self.description, "channels": list(self.channels),
             "dependencies": list(self.dependencies), "platforms": list(self.platforms),
-            "kernel": self.kernel, "env": dict(self.env),
+            "pip": list(self.pip), "kernel": self.kernel, "env": dict(self.env),
             "smoke_test": {"imports": list(self.smoke_test.imports), "script": self.smoke_test.script},
             "stable": [{"release": s.release, "build": s.build,
                         "until": s.until.isoformat() if s.until else None} for s in self.stable],
@@ -135,6 +138,22 @@ def _check_match_spec(text: str) -> str | None:
 def _check_channel(text: str) -> str | None:
     if any(ch.isspace() for ch in text):
         return f"'{text}' contains white space"
+    if "://" in text and "@" in text.split("://", 1)[1].split("/", 1)[0]:
+        return (f"'{text.split('://', 1)[0]}://…@…' carries credentials in the URL; they would be "
+                "written into locks and records: put them in the site's credentials_file")
+    return None
+
+
+def _check_pip_requirement(text: str) -> str | None:
+    """None if ``text`` is a PEP 508 requirement (what pip and uv accept), else why not."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        return f"'{text}' is not a PEP 508 requirement: {exc}"
+    if req.url and "@" in req.url.split("://", 1)[-1].split("/", 1)[0]:
+        return f"'{req.name} @ …' carries credentials in the URL: put them in the site's credentials_file"
     return None
 
 
@@ -147,7 +166,7 @@ def _check_import(text: str) -> str | None:
 
 
 TOP_KEYS = ("name", "display_name", "group", "description", "channels", "dependencies",
-            "platforms", "kernel", "env", "smoke_test", "stable", "limits", "retention", "pyc")
+            "pip", "platforms", "kernel", "env", "smoke_test", "stable", "limits", "retention", "pyc")
 
 
 def _parse_env(c: YamlChecker, doc: CommentedMap) -> dict[str, str]:
@@ -268,6 +287,7 @@ def parse_spec_text(text: str, path: Path) -> Spec:
         channels=c.string_list(doc, "channels", "", required=True, check=_check_channel),
         dependencies=c.string_list(doc, "dependencies", "", required=True, check=_check_match_spec),
         platforms=c.string_list(doc, "platforms", "", check=_check_platform) or ("linux-64",),
+        pip=c.string_list(doc, "pip", "", check=_check_pip_requirement),
         kernel=c.string(doc, "kernel", "", default="python", pattern=NAME_RE),
         env=_parse_env(c, doc),
         smoke_test=_parse_smoke_test(c, doc),

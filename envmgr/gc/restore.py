@@ -30,7 +30,7 @@ from typing import Any
 from envmgr._internal import _rattler
 from envmgr._internal._faults import checkpoint
 from envmgr.audit import audit
-from envmgr.build.kernelsmoke import launcher_smoke_test
+from envmgr.build.kernelsmoke import has_kernel, launcher_smoke_test
 from envmgr.build.pipeline import BuildLog, compile_bytecode, recover, smoke_test
 from envmgr.catalog import records, stable
 from envmgr.clock import iso, utcnow
@@ -143,7 +143,7 @@ def _reinstall(config: Config, record: records.BuildRecord, progress: Progress) 
         lease.ensure_lease(layout, family, build_id)
         start = time.monotonic()
         smoke_test(spec, staging, log)
-        if spec.kernel == "python" and "ipykernel" in lock.host_set.by_name():
+        if has_kernel(spec.kernel, lock.host_set):
             launcher_smoke_test(layout, spec, build_id, staging, log)  # as users start it
         timings["smoke"] = round(time.monotonic() - start, 3)
         make_read_only_for_others(staging)

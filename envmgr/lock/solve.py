@@ -23,10 +23,12 @@ from envmgr._internal import _condalock, _rattler
 from envmgr.config import DEMO_CHANNEL, Config
 from envmgr.errors import BuildFailed, EnvironmentProblem, UsageError
 from envmgr.lockfile import LockedPackage, PackageSet
-from envmgr.define.personal import check_channels, check_lock_channels
+from envmgr.credentials import activate as activate_credentials
+from envmgr.define.personal import check_channels, check_lock_channels, check_lock_pip_sources
 from envmgr.define.policy import enforce_policy
 from envmgr.results import Progress, no_progress
 from envmgr.define.spec import Spec
+from .pip import PipNote, lock_pip
 
 HOST_PLATFORM = "linux-64"
 
@@ -40,6 +42,7 @@ class Lock:
     sets: dict[str, PackageSet]
     records: dict[str, list[Any]] = field(default_factory=dict)  # platform -> rattler records
     source: str = "solve"  # or the path of the lock file it was read from
+    pip_notes: list[PipNote] = field(default_factory=list)  # pip requirements conda satisfies
 
     @property
     def host_set(self) -> PackageSet:
@@ -47,7 +50,8 @@ class Lock:
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.spec.name, "channels": self.channels, "source": self.source,
-                "platforms": {p: s.to_json() for p, s in self.sets.items()}}
+                "platforms": {p: s.to_json() for p, s in self.sets.items()},
+                "pip_satisfied_by_conda": [n.to_json() for n in self.pip_notes]}
 
 
 def locked_package(record_dict: dict[str, Any]) -> LockedPackage:
@@ -62,6 +66,7 @@ def locked_package(record_dict: dict[str, Any]) -> LockedPackage:
 def resolve_channels(config: Config, spec: Spec, progress: Progress = no_progress) -> list[str]:
     """The spec's channels through the site mapping; builds the demo channel if it is used."""
     check_channels(config, spec)  # personal specs: only the channels the site maps
+    activate_credentials(config.credentials_file)  # rattler reads them for http(s) channels
     urls = [config.resolve_channel(name) for name in spec.channels]
     if DEMO_CHANNEL in spec.channels and DEMO_CHANNEL not in config.channels:
         ensure_demo_channel(config, progress)
@@ -83,13 +88,18 @@ def solve_spec(config: Config, spec: Spec, progress: Progress = no_progress) -> 
     channels = resolve_channels(config, spec, progress)
     sets: dict[str, PackageSet] = {}
     records: dict[str, list[Any]] = {}
+    notes: list[PipNote] = []
     for platform in spec.platforms:
         progress(f"solving {spec.name} for {platform} ({len(spec.dependencies)} requested packages)")
         solved = _rattler.solve(list(spec.dependencies), channels, platform=platform)
         records[platform] = solved
-        sets[platform] = PackageSet.of(platform, (locked_package(_rattler.record_to_dict(r))
-                                                  for r in solved))
-    lock = Lock(spec=spec, channels=channels, sets=sets, records=records)
+        conda = PackageSet.of(platform, (locked_package(_rattler.record_to_dict(r)) for r in solved))
+        pip, more = lock_pip(config, spec, conda, progress)  # spec.pip (envmgr.piplock)
+        sets[platform] = PackageSet.of(platform, [*conda.packages, *pip])
+        for note in more:
+            progress(note.line)
+        notes += more
+    lock = Lock(spec=spec, channels=channels, sets=sets, records=records, pip_notes=notes)
     enforce_policy(config, lock.spec, lock.sets)  # the locked set, dependencies included (docs/policy.md)
     return lock
 
@@ -114,7 +124,8 @@ def solve_with_conda_lock(config: Config, spec: Spec, progress: Progress = no_pr
     with tempfile.TemporaryDirectory(prefix="envmgr-conda-lock-") as tmp:
         env_file, lock_file = Path(tmp) / "environment.yml", Path(tmp) / "conda-lock.yml"
         env_file.write_text(json.dumps({"name": spec.name, "channels": channels,
-                                        "dependencies": list(spec.dependencies),
+                                        "dependencies": [*spec.dependencies,
+                                                         *([{"pip": list(spec.pip)}] if spec.pip else [])],
                                         "platforms": list(spec.platforms)}))  # JSON is YAML
         argv = [*command, "lock", "--file", str(env_file), "--lockfile", str(lock_file)]
         for platform in spec.platforms:
@@ -137,10 +148,12 @@ def read_lock(config: Config, spec: Spec, path: Path, progress: Progress = no_pr
         raise UsageError(f"{path} has no packages for {HOST_PLATFORM} (it has: {', '.join(sets)})")
     if DEMO_CHANNEL in spec.channels:
         resolve_channels(config, spec, progress)
+    activate_credentials(config.credentials_file)
     check_lock_channels(config, channels, str(path))
+    check_lock_pip_sources(config, sets[HOST_PLATFORM].pip_packages, str(path))
     progress(f"reading {len(sets[HOST_PLATFORM].packages)} locked packages from {path}")
     enforce_policy(config, spec, sets)
-    records = {HOST_PLATFORM: _rattler.records_for_lock(list(sets[HOST_PLATFORM].packages),
+    records = {HOST_PLATFORM: _rattler.records_for_lock(list(sets[HOST_PLATFORM].conda_packages),
                                                         channels, HOST_PLATFORM)}
     return Lock(spec=spec, channels=channels, sets=sets, records=records, source=str(path))
 

@@ -116,6 +116,20 @@ def _missing_channels(config: Config) -> list[str]:
     return missing
 
 
+def check_channels(config: Config) -> Check:
+    """Every mapped channel answers with repodata, using the configured credentials."""
+    from .channels import probe_channels
+
+    probes = probe_channels(config)
+    failed = [p for p in probes if p.error]
+    if failed:
+        return Check("channels", FAIL, _listed([f"'{p.name}': {p.error}" for p in failed]),
+                     next((p.hint for p in failed if p.hint), "") or "fix the channel mapping")
+    if not probes:
+        return Check("channels", OK, "no channel mapping (specs use URLs or the demo channel)")
+    return Check("channels", OK, ", ".join(f"'{p.name}' ({p.packages} noarch names)" for p in probes))
+
+
 # -- ownership and permissions -----------------------------------------------------
 
 
@@ -414,6 +428,7 @@ def run_doctor(config: Config, *, kernels: bool = True, mounts_text: str | None 
     """Run every check; never stops at the first failure."""
     steps: list[tuple[str, Callable[[], Check | list[Check]]]] = [
         ("config", lambda: check_config(config)),
+        ("channels", lambda: check_channels(config)),
         ("ownership", lambda: check_ownership(config)),
         ("reachability", lambda: check_reachable(config)),
         ("prefix permissions", lambda: check_prefixes(config)),
