@@ -101,6 +101,13 @@ def test_pip_package_builds_upgrades_and_an_unchanged_nightly_builds_nothing(sit
     script = subprocess.run([str(prefix / "bin/beam-tool")], capture_output=True, text=True, timeout=60)
     assert script.stdout.strip() == "beam-tool 1.0", script.stderr
 
+    # The SBOM lists each pip package once, as pkg:pypi (the security officer's view).
+    sbom = envmgr_cli("sbom", "beam")
+    assert sbom.returncode == 0, sbom.stderr
+    purls = [c.get("purl", "") for c in json.loads(sbom.stdout)["components"]]
+    assert sorted(p for p in purls if p.startswith("pkg:pypi/")) == \
+        ["pkg:pypi/beam-helper@1.0", "pkg:pypi/beam-tool@1.0"], purls
+
     # Upstream publishes: the pinned beam-tool stays, its dependency moves; the nightly builds.
     publish(index["root"], make_wheel(index["wheels"], "beam-helper", "1.1"))
     publish(index["root"], make_wheel(index["wheels"], "beam-tool", "1.1", ["beam-helper>=1.0"]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from envmgr.layout import Layout
-from envmgr.define.spec import SpecError, load_spec
+from envmgr.define.spec import TOP_KEYS, SpecError, load_spec
 from envmgr.define.speccache import SpecCache, for_root, spec_from_doc, spec_to_doc
 
 FULL = """\
@@ -18,6 +18,9 @@ group: Team
 description: every key
 channels: [demo]
 dependencies: [python 3.*, ipykernel]
+pip: [beam-tool==1.0]
+platforms: [linux-64]
+kernel: python
 env: {DATA: /data}
 smoke_test: {imports: [ipykernel], script: "print(1)"}
 stable:
@@ -33,6 +36,8 @@ def test_round_trip_of_every_key(tmp_path) -> None:
     path.write_text(FULL)
     spec = load_spec(path)
     assert spec_from_doc(spec_to_doc(spec)) == spec
+    # A key added to specs later must be added here (and to the cache's JSON) too.
+    assert set(TOP_KEYS) == {line.split(":", 1)[0] for line in FULL.splitlines() if line[:1].isalpha()}
 
 
 def test_each_version_is_parsed_once_across_processes(tmp_path) -> None:

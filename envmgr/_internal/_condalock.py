@@ -102,21 +102,3 @@ def read_lockfile(path: Path) -> tuple[dict[str, PackageSet], list[str], dict[st
     channels = [c.url for c in lock.metadata.channels]
     return sets, channels, dict(lock.metadata.custom_metadata or {})
 
-
-def read_lock_extras(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """(channel urls, ``manager: pip`` entries) of a conda-lock.yml, for SBOMs and advisories.
-
-    Unlike ``read_lockfile`` this accepts pip entries: each becomes a dict with
-    platform, name, version, url and sha256 (conda-lock's own parser reads the file).
-    """
-    from conda_lock.lockfile import parse_conda_lock_file
-
-    try:
-        lock = parse_conda_lock_file(path)
-    except FileNotFoundError:
-        raise UsageError(f"lock file not found: {path}") from None
-    except Exception as exc:  # pydantic/yaml errors: report, do not trace back
-        raise UsageError(f"{path} is not a valid conda-lock.yml: {exc}") from None
-    pip = [{"platform": dep.platform, "name": dep.name, "version": dep.version, "url": dep.url,
-            "sha256": dep.hash.sha256 or ""} for dep in lock.package if dep.manager == "pip"]
-    return [c.url for c in lock.metadata.channels], pip

@@ -136,13 +136,13 @@ def _recorded_spec_channels(record_dir: Path) -> list[str]:
         return []
 
 
-def _pip_entries(lock_file: Path, platform: str) -> tuple[list[str], list[dict[str, str]]]:
+def _lock_channels(lock_file: Path) -> list[str]:
+    """The channel URLs a recorded conda-lock.yml names (empty for a build without one)."""
     from envmgr._internal import _condalock
 
     if not lock_file.is_file():
-        return [], []
-    channels, pip = _condalock.read_lock_extras(lock_file)
-    return channels, [p for p in pip if p["platform"] == platform]
+        return []
+    return _condalock.read_lockfile(lock_file)[1]
 
 
 def build_info(layout: Layout, record: BuildRecord, licenses: Mapping[str, str] | None = None,
@@ -158,11 +158,12 @@ def build_info(layout: Layout, record: BuildRecord, licenses: Mapping[str, str] 
         raise NotFound(f"build {record.build_id} of {record.family} has no package list "
                        f"({rec_dir / 'packages.json'})", hint="it failed before it was locked")
     platform = data.get("platform", "linux-64")
-    lock_channels, pip = _pip_entries(rec_dir / "conda-lock.yml", platform)
+    lock_channels = _lock_channels(rec_dir / "conda-lock.yml")
     names = _channel_names(spec_channels if spec_channels is not None else
                            _recorded_spec_channels(rec_dir), lock_channels)
     conda_entries = [p for p in data["packages"] if p.get("manager", CONDA) == CONDA]
-    pip += [{"name": p["name"], "version": p["version"], "url": p.get("url", ""),
+    # packages.json holds the `manager: pip` entries too (the lock's, as installed).
+    pip = [{"name": p["name"], "version": p["version"], "url": p.get("url", ""),
              "sha256": p.get("sha256", "")} for p in data["packages"] if p.get("manager") == PIP]
     notes: list[str] = []
     if licenses is None:

@@ -30,7 +30,7 @@ from envmgr.fsutil import atomic_write_json
 from envmgr.layout import Layout
 from envmgr.yamlcheck import Problem
 
-FORMAT = 1
+FORMAT = 2  # 2: `pip` requirements; a store of another format is ignored (re-parsed)
 FILE_NAME = "spec-cache.json"
 Key = tuple[int, int, int, int]
 
@@ -46,7 +46,7 @@ def spec_to_doc(spec: Spec) -> dict[str, Any]:
         "name": spec.name, "display_name": spec.display_name, "group": spec.group,
         "description": spec.description, "channels": list(spec.channels),
         "dependencies": list(spec.dependencies), "platforms": list(spec.platforms),
-        "kernel": spec.kernel, "env": dict(spec.env),
+        "pip": list(spec.pip), "kernel": spec.kernel, "env": dict(spec.env),
         "smoke_test": [list(spec.smoke_test.imports), spec.smoke_test.script],
         "stable": [[s.release, s.build, s.until.isoformat() if s.until else None] for s in spec.stable],
         "memory_limit": spec.memory_limit,
@@ -65,7 +65,7 @@ def spec_from_doc(doc: dict[str, Any]) -> Spec:
         name=doc["name"], display_name=doc["display_name"], group=doc["group"],
         description=doc["description"], channels=tuple(doc["channels"]),
         dependencies=tuple(doc["dependencies"]), platforms=tuple(doc["platforms"]),
-        kernel=doc["kernel"], env=dict(doc["env"]),
+        pip=tuple(doc["pip"]), kernel=doc["kernel"], env=dict(doc["env"]),
         smoke_test=SmokeTest(tuple(doc["smoke_test"][0]), doc["smoke_test"][1]),
         stable=tuple(StablePin(r, b, dt.date.fromisoformat(u) if u else None) for r, b, u in doc["stable"]),
         memory_limit=doc["memory_limit"],
