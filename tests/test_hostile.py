@@ -313,7 +313,7 @@ def small_root(shared_tmp):
 
 
 def test_a_disk_that_fills_up_at_each_step_gives_exit_5(small_root, shared_tmp, demo_channel, shared_pkgs):
-    from envmgr.channel import add_demo_package
+    from envmgr.channel.build import add_demo_package
 
     channel = shared_tmp / "channel"
     shutil.copytree(demo_channel, channel, symlinks=True)
