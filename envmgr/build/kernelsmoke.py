@@ -51,7 +51,8 @@ def user_env() -> dict[str, str]:
     prefix (the launcher adds that); the spec's env: comes on top, from the kernelspec."""
     keep = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "ENVMGR_LOCK_PYTHON")
             if k in os.environ}
-    return {**keep, "PATH": os.environ.get("PATH") or USER_PATH}
+    # No bytecode written by the smoke test: __pycache__ holds exactly what the pyc policy says.
+    return {**keep, "PATH": os.environ.get("PATH") or USER_PATH, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def staged_kernelspec(layout: Layout, spec: Spec, build_id: str, staging: Path,
