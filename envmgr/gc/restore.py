@@ -30,8 +30,8 @@ from typing import Any
 from envmgr._internal import _rattler
 from envmgr._internal._faults import checkpoint
 from envmgr.audit import audit
-from envmgr.build.kernelsmoke import has_kernel, launcher_smoke_test
-from envmgr.build.pipeline import BuildLog, compile_bytecode, recover, smoke_test
+from envmgr.build.pipeline import BuildLog, compile_bytecode, recover, run_smoke_tests
+from envmgr.build.pipinstall import install_pip_packages
 from envmgr.catalog import records, stable
 from envmgr.clock import iso, utcnow
 from envmgr.config import Config
@@ -137,14 +137,14 @@ def _reinstall(config: Config, record: records.BuildRecord, progress: Progress) 
         _rattler.install(lock.records[HOST_PLATFORM], staging, config.pkgs_dir, target_prefix=final,
                          requested_specs=list(spec.dependencies))
         timings["install"] = round(time.monotonic() - start, 3)
+        if pip_packages := list(lock.host_set.pip_packages):  # after conda, as the build did
+            install_pip_packages(config, pip_packages, staging, final, log, log.raw)
         compile_bytecode(config, spec, staging, log)  # the pyc policy; entries from the .pyc cache
         # The launcher refuses a build marked for deletion: clear gc's marker before the smoke test.
         lease.deleting_marker(layout, family, build_id).unlink(missing_ok=True)
         lease.ensure_lease(layout, family, build_id)
         start = time.monotonic()
-        smoke_test(spec, staging, log)
-        if has_kernel(spec.kernel, lock.host_set):
-            launcher_smoke_test(layout, spec, build_id, staging, log)  # as users start it
+        run_smoke_tests(layout, lock, build_id, staging, log)  # the build's own smoke step
         timings["smoke"] = round(time.monotonic() - start, 3)
         make_read_only_for_others(staging)
         checkpoint("restore-rename")
