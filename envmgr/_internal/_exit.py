@@ -9,7 +9,6 @@ never reported as failed because of it.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import NoReturn
@@ -27,6 +26,9 @@ def flush_all() -> None:
                 stream.flush()
         except (OSError, ValueError):
             pass
+    logging = sys.modules.get("logging")  # never imported: no handler to flush (start-up cost)
+    if logging is None:
+        return
     try:
         logging.shutdown()
     except Exception:  # noqa: BLE001 - a broken handler must not turn exit into a crash
