@@ -7,22 +7,26 @@ function with explicit paths and renders the typed result it returns.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from .. import __version__
-from .._internal import _click
+from .._internal import _click, _typer
 from ..config import Config, load_config
 from ..errors import EnvmgrError
 from ..osfault import problem, refused
 from ..results import Result, envelope
 from . import _failures
 from ._failures import write_json
+
+if TYPE_CHECKING:  # rich is imported by the first text output: --json and --quiet runs skip it
+    from rich.console import Console
+
+_typer.install()  # plain options without pydantic under typer >= 0.29 (start-up: _internal._typer)
 
 app = typer.Typer(
     name="envmgr",
@@ -39,17 +43,21 @@ R = TypeVar("R", bound=Result)
 Renderer = Callable[[R], Iterable[Any]]  # a result as rich renderables (text for people)
 
 
-def emit(console: Console, command: str, result: R, render: Renderer[R], *, as_json: bool) -> None:
-    """The one place a result is shown: the JSON envelope, or its renderer's text."""
+def emit(console: Callable[[], Console], command: str, result: R, render: Renderer[R], *,
+         as_json: bool) -> None:
+    """The one place a result is shown: the JSON envelope on stdout, or its renderer's text."""
     if as_json:
-        write_json(console, envelope(command, result=result.to_json(), ok=result.exit_code == 0))
+        write_json(sys.stdout, envelope(command, result=result.to_json(), ok=result.exit_code == 0))
         return
+    out = console()
     for renderable in render(result):
-        console.print(renderable)
+        out.print(renderable)
 
 
 def _console(*, stderr: bool) -> Console:
     """Piped output (cron mails, logs) is not cut to 80 columns: build ids must stay whole."""
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 200
     return Console(stderr=stderr, soft_wrap=True, width=width)
@@ -63,11 +71,23 @@ class CliState:
     root: Path | None = None
     quiet: bool = False
     user: bool = False
-    out: Console = field(default_factory=lambda: _console(stderr=False))
-    err: Console = field(default_factory=lambda: _console(stderr=True))
+    _out: Console | None = None  # made on first use (rich costs ~50 ms of start-up)
+    _err: Console | None = None
     _config: Config | None = None
     command: str = ""
     as_json: bool = False
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = _console(stderr=False)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = _console(stderr=True)
+        return self._err
 
     def config(self) -> Config:
         if self._config is None:
@@ -81,7 +101,7 @@ class CliState:
             self.err.print(f"[dim]·[/dim] {message}", highlight=False)
 
     def emit(self, result: R, render: Renderer[R], *, as_json: bool) -> None:
-        emit(self.out, self.command, result, render, as_json=as_json)
+        emit(lambda: self.out, self.command, result, render, as_json=as_json)
         code = result.exit_code
         if code:
             raise typer.Exit(code)

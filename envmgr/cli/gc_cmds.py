@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from ._app import JSON_OPTION, app, state
-from .gc_render import render_gc
 
 
 @app.command("gc")
@@ -20,6 +19,8 @@ def gc_cmd(
 ) -> None:
     """Delete builds nobody needs: never latest, a supported stable, a pinned one, or one in use."""
     from envmgr.gc.collect import collect  # imported by the command that runs it (start-up)
+
+    from .gc_render import render_gc
 
     obj = state(ctx, command="gc", as_json=as_json)
     result = collect(obj.config(), list(families or []), dry_run_only=dry_run, prune=prune_cache,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-from rich.text import Text
+from ._rich import Table, Text
 
 from envmgr.gc.retention import Action, ReasonCode
-from envmgr.host.diskusage import human_bytes
+from envmgr.units import human_bytes
 
 from .render import GC_ACTION_STYLE
 

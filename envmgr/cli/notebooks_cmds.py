@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
+from ._rich import Table, Text
 
-from envmgr.release.notebooks import NotebooksResult, check, migrate
+if TYPE_CHECKING:  # nbformat and the kernelspec code load when a notebooks command runs
+    from envmgr.release.notebooks import NotebooksResult
 
 from ._app import JSON_OPTION, app, state
 
@@ -26,6 +26,8 @@ STATE_STYLE = {"retired": "red", "expired": "red", "expiring": "yellow"}
 @notebooks_app.command("check")
 def check_cmd(ctx: typer.Context, paths: list[Path] = PATHS, as_json: bool = JSON_OPTION) -> None:
     """Each notebook's kernel and its state, and the build it last ran on."""
+    from envmgr.release.notebooks import check
+
     obj = state(ctx, command="notebooks check", as_json=as_json)
     obj.emit(check(obj.config(), paths), render_notebooks, as_json=as_json)
 
@@ -40,6 +42,8 @@ def migrate_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Move notebooks to the successor kernel (or --to); keeps the old name in metadata.envmgr."""
+    from envmgr.release.notebooks import migrate
+
     obj = state(ctx, command="notebooks migrate", as_json=as_json)
     obj.emit(migrate(obj.config(), paths, to=to, dry_run=dry_run), render_notebooks, as_json=as_json)
 

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.table import Table
-from rich.text import Text
-
-from envmgr.build.outcome import BuildStatus
-from envmgr.gc.retention import Action
+from ._rich import Text
 
 if TYPE_CHECKING:
     from envmgr.lockfile import PackageDiff
 
-BUILD_STATUS_STYLE: dict[str, str] = {BuildStatus.BUILT: "green", BuildStatus.UNCHANGED: "dim",
-                                      BuildStatus.HELD: "yellow", BuildStatus.FAILED: "bold red"}
+# Keyed by the enums' string values (``BuildStatus``, ``gc.retention.Action``, which are
+# StrEnums and look up alike), so that rendering imports neither the build pipeline's
+# outcome nor gc's planner at start-up; tests/test_render.py checks every member has a style.
+BUILD_STATUS_STYLE: dict[str, str] = {"built": "green", "unchanged": "dim", "held": "yellow",
+                                      "failed": "bold red"}
 BUILD_STATE_STYLE = {"latest": "bold green", "published": "", "failed": "red", "interrupted": "yellow",
                      "deleted": "dim", "building": "cyan"}
-GC_ACTION_STYLE: dict[str, str] = {Action.KEEP: "green", Action.DELETE: "red", Action.NONE: "dim"}
+GC_ACTION_STYLE: dict[str, str] = {"keep": "green", "delete": "red", "none": "dim"}
 CHANGE_STYLE = {"added": "green", "removed": "red", "upgraded": "cyan", "downgraded": "yellow",
                 "rebuilt": "magenta"}
 CHECK_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}

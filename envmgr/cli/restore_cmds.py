@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.text import Text
+from ._rich import Text
 
 from ._app import JSON_OPTION, app, state
 

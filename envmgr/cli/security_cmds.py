@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.text import Text
+from ._rich import Text
 
 from ..errors import UsageError
 from ._app import JSON_OPTION, app, state

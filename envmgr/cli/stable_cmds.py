@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
+from ._rich import Table, Text
 
 from ..errors import UsageError
 from ._app import JSON_OPTION, app, state

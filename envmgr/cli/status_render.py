@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-from rich.text import Text
+from ._rich import Table, Text
 
-from envmgr.host.diskusage import human_bytes
+from envmgr.units import human_bytes
 
 from .render import BUILD_STATUS_STYLE
 
