@@ -175,6 +175,31 @@ def test_second_account_cannot_block_kernels_and_is_named_as_holder(base, second
     assert by_id(plan)[old]["action"] == "delete", "the holders are gone: collectable again"
 
 
+@ROOT_ONLY
+def test_second_account_cannot_hold_a_build_lock(second_user, shared_tmp):
+    """A flock needs only read access, so lock files are the service account's alone (0600).
+
+    Otherwise ``flock -x locks/fam.lock sleep 1d`` by any user would stall every build of
+    the family. A lock file an older envmgr left 0644 is tightened the next time it is taken.
+    """
+    from envmgr.familylock import family_lock, lock_held
+
+    layout = Layout(shared_tmp / "root")
+    layout.locks_dir.mkdir(parents=True)
+    layout.locks_dir.chmod(0o755)
+    old = layout.build_lock("old")
+    old.write_text("")
+    old.chmod(0o644)  # as envmgr < issue 14 (filelock) left it
+    for family in ("fam", "old"):
+        with family_lock(layout, family):
+            assert lock_held(layout.build_lock(family))
+        assert not lock_held(layout.build_lock(family))
+        assert layout.build_lock(family).stat().st_mode & 0o777 == 0o600
+        tried = subprocess.run(["runuser", "-u", second_user, "--", "flock", "-x", "-n",
+                                str(layout.build_lock(family)), "true"], capture_output=True, text=True)
+        assert tried.returncode != 0 and "Permission denied" in tried.stderr, tried
+
+
 def reader_blocked(path: str) -> bool:
     """Whether the user's locks stop a kernel's read lock: the launcher's own helper, non-blocking."""
     code = ("import fcntl, os, struct, sys; fd = os.open(sys.argv[1], os.O_RDONLY)\n"

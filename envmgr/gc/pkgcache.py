@@ -21,10 +21,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 
 from envmgr.catalog import records
-from envmgr.familylock import describe_holder
+from envmgr.familylock import LockFile, describe_holder
 from envmgr.layout import BUILD_ID_RE, Layout
 
 ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
@@ -100,10 +99,8 @@ def no_build_running(layout: Layout) -> Iterator[str | None]:
         names.update(p.stem for p in layout.locks_dir.glob("*.lock") if p != layout.gc_lock)
     with contextlib.ExitStack() as stack:
         for family in sorted(names):
-            lock = FileLock(str(layout.build_lock(family)))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
+            lock = LockFile(layout.build_lock(family))
+            if not lock.try_acquire():
                 yield f"a build of {family} holds its lock ({describe_holder(layout, family)})"
                 return
             stack.callback(lock.release)
