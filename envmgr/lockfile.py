@@ -9,7 +9,6 @@ own ``conda-lock.yml`` (written through conda-lock's library, see
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -70,6 +69,8 @@ class PackageSet:
     def digest(self) -> str:
         """Stable hash of the set; a build id carries its first six hex digits."""
         blob = json.dumps(sorted(p.key for p in self.packages)).encode()
+        import hashlib  # OpenSSL loads only when a digest is computed (status reads records)
+
         return hashlib.sha256(blob).hexdigest()
 
     def same_as(self, other: PackageSet | None) -> bool:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # ruamel is imported when a file is read: status on a root without YAML skips it
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import EXIT_USAGE, EnvmgrError
 
@@ -74,11 +75,13 @@ class YamlChecker:
 
     @staticmethod
     def key_pos(mapping: CommentedMap, key: str) -> tuple[int, int]:
+        """(line, column) from ruamel's positions; (0, 0) for a plain dict (yamlcache)."""
         try:
             line, col = mapping.lc.key(key)
             return line, col
         except (KeyError, AttributeError, TypeError):
-            return getattr(mapping.lc, "line", 0), getattr(mapping.lc, "col", 0)
+            lc = getattr(mapping, "lc", None)
+            return getattr(lc, "line", 0), getattr(lc, "col", 0)
 
     @staticmethod
     def value_pos(mapping: CommentedMap, key: str) -> tuple[int, int]:
@@ -94,7 +97,8 @@ class YamlChecker:
             line, col = seq.lc.item(index)
             return line, col
         except (KeyError, AttributeError, TypeError, IndexError):
-            return getattr(seq.lc, "line", 0), getattr(seq.lc, "col", 0)
+            lc = getattr(seq, "lc", None)
+            return getattr(lc, "line", 0), getattr(lc, "col", 0)
 
     def check_keys(self, mapping: CommentedMap, allowed: tuple[str, ...], where: str) -> None:
         for key in mapping:
@@ -164,7 +168,14 @@ class YamlChecker:
 
 
 def read_yaml(path: Path, text: str, error: Callable[[list[Problem]], Exception]) -> Any:
-    """Load round-trip YAML (which keeps positions); syntax errors become ``error``."""
+    """Load round-trip YAML (which keeps positions); syntax errors become ``error``.
+
+    A mapping comes back as ruamel's ``CommentedMap``, a ``dict`` subclass that knows
+    the positions: callers test ``isinstance(doc, dict)``.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:

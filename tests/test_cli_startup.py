@@ -55,3 +55,67 @@ def test_status_builds_gc_dry_run_on_a_built_root(site, envmgr_cli) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert json_of(proc)["ok"] is True
         assert heavy(names) == [], f"envmgr {' '.join(args)} imported {heavy(names)}"
+
+
+# What issue 14's start-up work removed from commands that do not need it (docs/benchmarks.md,
+# "CLI start-up"): pydantic (typer >= 0.29 coerces options through it; _internal._typer),
+# rich (no text is printed under --json), filelock (asyncio), ruamel (no YAML to read).
+NOT_FOR_JSON_STATUS = ("pydantic", "rich", "filelock", "ruamel", "asyncio", "packaging", "click")
+# An unchanged nightly solves and syncs kernels; it writes no lock, SBOM or pip lock.
+NOT_FOR_UNCHANGED = ("pydantic", "rich", "filelock", "conda_lock", "jupyter_client", "cyclonedx",
+                     "packageurl", "packaging", "envmgr.lock.pip", "envmgr.catalog.sbom",
+                     "envmgr.build.advisory_gate", "envmgr.build.pycache", "envmgr.define.policy")
+
+
+def among(names: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes))
+
+
+def test_status_json_on_an_empty_root_imports_only_the_cli_framework(tmp_path) -> None:
+    proc, names = imported("--root", str(tmp_path / "empty"), "status", "--json")
+    assert proc.returncode == 0 and json_of(proc)["ok"] is True
+    assert "typer" in names and "envmgr.ops.status" in names
+    assert among(names, NOT_FOR_JSON_STATUS) == []
+    proc, names = imported("--root", str(tmp_path / "empty"), "status")  # text: rich, still no pydantic
+    assert proc.returncode == 0 and "rich.console" in names and among(names, ("pydantic",)) == []
+
+
+@pytest.mark.slow
+def test_an_unchanged_nightly_loads_no_lock_writer_sbom_or_pip_locker(site, envmgr_cli) -> None:
+    spec = write_spec(site["specs"], "quick")
+    proc = envmgr_cli("build", "--json", spec)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc, names = imported("build", "--json", str(spec), config=site["config"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json_of(proc)["result"]["builds"][0]["status"] == "unchanged"
+    assert "rattler" in names and "envmgr.kernels.sync" in names  # it did solve and sync
+    assert among(names, NOT_FOR_UNCHANGED) == [], among(names, NOT_FOR_UNCHANGED)
+
+
+def test_plain_option_coercion_still_rejects_bad_values(tmp_path) -> None:
+    """_internal._typer converts plain options without pydantic; a bad value is still exit 2."""
+    proc = subprocess.run([sys.executable, "-m", "envmgr", "--root", str(tmp_path), "serve", "--port",
+                           "eighty"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "'eighty' is not a valid integer" in proc.stderr, proc.stderr
+
+
+def test_plain_coercion_matches_typers_own() -> None:
+    """Same values as typer's pydantic coercion for every plain kind (typer >= 0.29 only)."""
+    from pathlib import Path
+
+    from envmgr._internal import _typer
+
+    typer_coercion = pytest.importorskip("typer._coercion")
+    import typer
+    from typer.models import OptionInfo
+
+    assert _typer.install()
+    cases = [(str, "x y"), (Path, "/a/b"), (int, "42"), (float, "1.5"), (bool, "true"), (bool, "0"),
+             (list[str], ("a", "b")), (list[Path], ("/a", "b"))]
+    for annotation, value in cases:
+        descriptor = typer_coercion.resolve_type_descriptor(annotation, OptionInfo())
+        ours = typer.core.build_runtime_param(descriptor)
+        theirs = typer_coercion.build_runtime_param(descriptor)
+        assert type(ours).__name__ == "PlainRuntimeParam"
+        assert ours._coerce_value(value, None, None) == theirs._coerce_value(value, None, None), annotation

@@ -138,6 +138,18 @@ def test_kernel_name_is_the_one_validator():
         kernel_name("py", "a b")
 
 
+@pytest.mark.parametrize("name", ["py-2024.1", "py-latest", "a_b.c-d", "py-a b", "py-ä", "py-x/y", "py-",
+                                  "PY-Latest", "py-x\n"])
+def test_kernel_name_rule_is_jupyter_clients(name):
+    """envmgr copies jupyter_client's rule (to keep jupyter_client out of start-up): same verdicts."""
+    from jupyter_client.kernelspec import _is_valid_kernel_name, _kernel_name_description
+
+    from envmgr.kernels.kernelspecs import KERNEL_NAME_RE, KERNEL_NAME_RULE
+
+    assert bool(KERNEL_NAME_RE.match(name)) == bool(_is_valid_kernel_name(name))
+    assert KERNEL_NAME_RULE == _kernel_name_description
+
+
 def test_relative_root_rejected():
     with pytest.raises(UsageError, match="absolute"):
         desired_kernels(Layout(Path("rel/root")), fam(), launcher=LAUNCHER)

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envmgr.catalog import records
 from envmgr.audit import audit
@@ -29,11 +30,7 @@ from envmgr.config import Config
 from envmgr.errors import BuildFailed, EnvmgrError
 from envmgr.kernels.sync import sync_kernels
 from envmgr.familylock import Holder, family_lock
-from envmgr.build.advisory_gate import gate as advisory_gate
-from envmgr.catalog import sbom
-from .kernelcheck import run_cell
-from envmgr.build.kernelsmoke import has_kernel, launcher_smoke_test
-from envmgr.build.failure import compile_refusal, record_failure, release_space, reserve_space
+from envmgr.build.failure import record_failure, release_space, reserve_space
 from envmgr.fsutil import (
     atomic_symlink,
     atomic_write_json,
@@ -44,20 +41,21 @@ from envmgr.fsutil import (
 )
 from envmgr._internal._faults import checkpoint
 from envmgr.build.outcome import BuildOptions, BuildOutcome, BuildStatus
-from envmgr.layout import FAILED_PREFIX, STAGING_PREFIX, Layout
+from envmgr.layout import STAGING_PREFIX, Layout
 from envmgr.kernels.lease import ensure_lease
 from envmgr.lockfile import PackageSet, diff
 from envmgr.lock.solve import HOST_PLATFORM, Lock, read_lock, solve_spec, write_lock
 from .notify import notify_build
 from envmgr.osfault import step_guard
-from .pipinstall import install_pip_packages
 from envmgr.define.personal import check_quota, prepare_spec
 from envmgr.catalog.records import BuildRecord
 from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
 from envmgr.define.spec import Spec
 from envmgr.config import effective_policy
-from .pycache import PycReport, fill_pycache
+
+if TYPE_CHECKING:  # the .pyc cache step loads when a build compiles
+    from .pycache import PycReport
 
 SMOKE_TIMEOUT = 600
 
@@ -204,6 +202,8 @@ def compile_bytecode(config: Config, spec: Spec, staging: Path, log: BuildLog) -
     policy = effective_policy(config.pyc, spec.pyc)
     if policy.compile == "none":
         return None
+    from .pycache import fill_pycache
+
     log(f"bytecode ({policy.compile}): from the .pyc cache, compiling what it lacks")
     report = fill_pycache(staging, python_of(staging), config.pkgs_dir, policy, prefix_env(staging), log.raw)
     log(f"bytecode: {report.summary()}")
@@ -240,6 +240,8 @@ def run_smoke_tests(layout: Layout, lock: Lock, build_id: str, staging: Path, lo
     Two processes that are mostly imports; the kernel starts exactly as users will start it
     (the kernelspec to be published, the launcher, the spec's env:, build.kernelsmoke).
     """
+    from envmgr.build.kernelsmoke import has_kernel, launcher_smoke_test
+
     if not has_kernel(lock.spec.kernel, lock.host_set):
         smoke_test(lock.spec, staging, log)
         return
@@ -254,6 +256,8 @@ def run_smoke_tests(layout: Layout, lock: Lock, build_id: str, staging: Path, lo
 
 
 def write_record_files(layout: Layout, lock: Lock, build_id: str, command: str) -> None:
+    from envmgr.catalog import sbom
+
     family = lock.spec.name
     atomic_write_text(layout.recorded_spec(family, build_id), lock.spec.source_text)
     write_lock(lock, layout.recorded_lock(family, build_id), command=command)
@@ -353,6 +357,8 @@ def _build_locked(config: Config, spec: Spec, options: BuildOptions, holder: Hol
         return BuildOutcome(spec.name, BuildStatus.HELD, build_id=twin, previous=previous, timings=timings,
                             message=f"held: the locked packages equal {twin}, which was rolled back; "
                                     "use --force to publish them again")
+    from envmgr.build.advisory_gate import gate as advisory_gate  # past the unchanged check (start-up)
+
     gate = advisory_gate(config, lock, previous, progress)  # before installing anything
     if gate.refused:
         return BuildOutcome(spec.name, BuildStatus.FAILED, previous=previous, timings=timings, error=gate.error,
@@ -403,6 +409,8 @@ def _build_new(config: Config, lock: Lock, options: BuildOptions, holder: Holder
         if pip_packages := list(lock.host_set.pip_packages):  # after conda: envmgr.pipinstall
             step("pip")
             with timed(timings, "pip"):
+                from .pipinstall import install_pip_packages
+
                 install_pip_packages(config, pip_packages, staging, final, log, log.raw)
         if effective_policy(config.pyc, lock.spec.pyc).compile != "none":
             step("pyc")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ruamel.yaml.comments import CommentedMap
 
 from envmgr.define.spec import Problem, Spec, SpecError
 from envmgr.yamlcheck import YamlChecker, read_yaml
@@ -38,8 +37,8 @@ def env_problems(spec: Spec, allowed: tuple[str, ...] | frozenset[str] = ()) -> 
     positions: dict[str, tuple[int, int]] = {}
     if spec.source_text:
         doc = read_yaml(Path(file), spec.source_text, SpecError)
-        env_map = doc.get("env") if isinstance(doc, CommentedMap) else None
-        if isinstance(env_map, CommentedMap):
+        env_map = doc.get("env") if isinstance(doc, dict) else None
+        if isinstance(env_map, dict):
             positions = {name: YamlChecker.key_pos(env_map, name) for name in bad}
     checker = YamlChecker(file)
     for name in bad:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from ruamel.yaml import YAML
 
 from envmgr.errors import EnvironmentProblem, UsageError
 from envmgr.fsutil import disk_usage
@@ -49,6 +48,8 @@ def personal_spec(spec: Spec) -> Spec:
     spec.yaml stored with each build describes the family exactly as built and
     rollback or gc, which re-read it, see the same names. Idempotent.
     """
+    from ruamel.yaml import YAML  # only when writing a personal spec
+
     yaml = YAML(typ="rt")
     doc = yaml.load(spec.source_text)
     display = spec.display_name if spec.display_name.endswith(PERSONAL_LABEL) \

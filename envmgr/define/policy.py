@@ -29,7 +29,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml.comments import CommentedMap
 
 from envmgr._internal import _rattler
 from envmgr.define.limits import read_limited
@@ -38,6 +37,8 @@ from envmgr.lockfile import LockedPackage, PackageSet
 from envmgr.yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 if TYPE_CHECKING:
+    from ruamel.yaml.comments import CommentedMap
+
     from envmgr.config import Config
     from collections.abc import Mapping
 
@@ -142,7 +143,7 @@ def parse_policy_text(text: str, path: Path) -> Policy:
     """Parse and validate a policy; raise PolicyFileError listing every problem."""
     doc = read_yaml(path, text, PolicyFileError)
     c = YamlChecker(str(path))
-    if not isinstance(doc, CommentedMap):
+    if not isinstance(doc, dict):
         raise PolicyFileError([Problem(str(path), 1, 1, "(document)", "must be a YAML mapping "
                                        "with 'allowed' and/or 'denied'")])
     c.check_keys(doc, TOP_KEYS, "")

@@ -8,6 +8,11 @@ file, line, column and key that caused it, and all mistakes of a file at once
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ruamel.yaml.comments import CommentedMap
+
 import datetime as dt
 import hashlib
 import json
@@ -16,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ruamel.yaml.comments import CommentedMap
 
 from envmgr.define.limits import read_limited, too_many_dependencies
 from envmgr.errors import UsageError
@@ -273,7 +277,7 @@ def parse_spec_text(text: str, path: Path) -> Spec:
     """Parse and validate one spec; raise SpecError listing every problem."""
     doc = read_yaml(path, text, SpecError)
     c = YamlChecker(str(path))
-    if not isinstance(doc, CommentedMap):
+    if not isinstance(doc, dict):
         raise SpecError([Problem(str(path), 1, 1, "(document)", "a spec must be a YAML mapping")])
     c.check_keys(doc, TOP_KEYS, "")
     name = c.string(doc, "name", "", required=True, pattern=NAME_RE)

@@ -1,6 +1,6 @@
 """`envmgr gc`: free disk without ever pulling a build from under a running kernel.
 
-Plan, then apply (pip-tools style). ``gather_family`` reads a family's records,
+Plan, then apply (pip-tools style). ``gc.inputs.gather_family`` reads a family's records,
 stable releases, spec override, leases and /proc; ``retention.plan_family``
 decides (pure); ``collect`` applies the plan. ``--dry-run`` stops after
 planning, so it shows exactly what a real run would do and why.
@@ -38,8 +38,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from envmgr.kernels import lease
 from envmgr.gc import pkgcache
 from envmgr.catalog import records
@@ -47,12 +45,11 @@ from envmgr.gc import trash
 from envmgr.audit import audit
 from envmgr._internal._faults import checkpoint
 from envmgr.config import Config
-from envmgr.host.diskusage import human_bytes
+from envmgr.units import human_bytes
 from envmgr.errors import EXIT_ENVIRONMENT, EXIT_OK, Busy, EnvmgrError, NotFound, UsageError
 from envmgr.kernels.sync import sync_kernels
-from envmgr.familylock import describe_holder, family_lock, holder_info
+from envmgr.familylock import LockFile, describe_holder, family_lock, holder_info
 from envmgr.fsutil import atomic_write_json
-from envmgr.catalog.inventory import family_view
 from envmgr.catalog.governing import SpecChoice, family_spec, spec_index
 from envmgr.layout import FAILED_PREFIX, Layout
 from envmgr.osfault import step_guard
@@ -61,20 +58,18 @@ from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
 from envmgr.gc import deletionsize
 from envmgr.build import pycache
+from .inputs import gather_family
 from .retention import (
     DELETE,
     TARGET_FAILED,
     TARGET_PREFIX,
     Decision,
-    FamilyInput,
     FamilyPlan,
     Reason,
     ReasonCode,
-    effective_policy,
-    Usage,
     plan_family,
 )
-from envmgr.define.spec import Retention, Spec
+from envmgr.define.spec import Spec
 
 # Steps a build holding its family lock reports (familylock.Holder.set_step). A
 # build only ever adds a new build id, so gc may work beside it; any other
@@ -84,35 +79,6 @@ BUILD_STEPS = frozenset({"lock", "install", "pyc", "smoke", "record", "kernels"}
 
 
 # -- gathering the planner's inputs ---------------------------------------------------------
-
-
-def failed_prefixes(layout: Layout, family: str) -> frozenset[str]:
-    family_dir = layout.family_dir(family)
-    if not family_dir.is_dir():
-        return frozenset()
-    return frozenset(e.name[len(FAILED_PREFIX):] for e in family_dir.iterdir()
-                     if e.name.startswith(FAILED_PREFIX) and e.is_dir())
-
-
-def gather_family(config: Config, family: str, choice: SpecChoice, scan: ProcessScan,
-                  deferred: str | None = None) -> FamilyInput:
-    """Read everything the planner needs about ``family`` (records, releases, leases, /proc)."""
-    layout = config.layout
-    view = family_view(config, family, choice.spec)
-    override = choice.spec.retention if choice.spec else None
-    source = f"spec {choice.source}" if override is not None and override != Retention() else "site"
-    failed = failed_prefixes(layout, family)
-    usage = {}
-    for info in view.builds:
-        build_id = info.build_id
-        if info.record.deleted:
-            continue
-        if info.published:
-            usage[build_id] = build_usage(layout, family, build_id, build_id, scan, probe_lease=True)
-        elif build_id in failed:
-            usage[build_id] = build_usage(layout, family, build_id, FAILED_PREFIX + build_id, scan,
-                                          probe_lease=False)
-    return FamilyInput(view, effective_policy(config.retention, override, source), usage, failed, deferred)
 
 
 # -- the result --------------------------------------------------------------------------------
@@ -179,13 +145,12 @@ class GcResult:
 @contextlib.contextmanager
 def gc_lock(layout: Layout) -> Iterator[None]:
     """One gc at a time, on any host sharing the root."""
-    lock = FileLock(str(layout.gc_lock))
+    lock = LockFile(layout.gc_lock)
     holder = layout.gc_lock_holder
-    try:
-        with step_guard("take the gc lock", layout.gc_lock):
-            layout.locks_dir.mkdir(parents=True, exist_ok=True)
-            lock.acquire(timeout=0)
-    except Timeout:
+    with step_guard("take the gc lock", layout.gc_lock):
+        layout.locks_dir.mkdir(parents=True, exist_ok=True)
+        free = lock.try_acquire()
+    if not free:
         try:
             who = json.loads(holder.read_text(encoding="utf-8"))
             text = f"pid {who.get('pid')} on {who.get('host')} since {who.get('since')}"
@@ -591,18 +556,3 @@ def prune_pyc(config: Config, result: GcResult) -> None:
             return
         result.cache.pyc = pycache.prune(Path(config.pkgs_dir), apply=True)
     result.freed_bytes += result.cache.pyc.bytes
-
-
-def build_usage(layout: Layout, family: str, build_id: str, entry: str, scan: ProcessScan,
-                *, probe_lease: bool) -> Usage:
-    """Usage of one build: its lease (published builds only) and the scan's pids."""
-    held = probe_lease and lease.probe(layout.lease_file(family, build_id))
-    found = lease.holders(layout.lease_file(family, build_id)) if held else None
-    notes = [found.note] if found is not None and found.note else []
-    prefix_pids = scan.pids(family, entry)
-    if (held or prefix_pids) and not scan.complete:
-        notes.append("some processes could not be inspected")
-    local = bool(prefix_pids) or (found is not None and (found.locks or found.locked_here))
-    return Usage(held, found.pids if found else (), prefix_pids, socket.gethostname() if local else "",
-                 "; ".join(notes), tuple(h.describe() for h in found.locks) if found else (),
-                 bool(found and found.locked_here))

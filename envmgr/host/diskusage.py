@@ -161,15 +161,3 @@ def _store_cache(config: Config, data: dict[str, Any]) -> str:
     except OSError as exc:
         return f"not cached: {exc.strerror or exc}"
     return ""
-
-
-def human_bytes(n: int | float | None) -> str:
-    """1536 -> '1.5 KiB' (binary units, as df -h and du -h print them); None -> '-'."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"

@@ -136,20 +136,25 @@ class SyncResult:
 # -- names and plans (pure) ----------------------------------------------------
 
 
+# jupyter_client.kernelspec's rule (``_kernel_name_pat``, ``_kernel_name_description``), copied
+# because importing jupyter_client costs ~0.17 s of every build run, an unchanged nightly's
+# largest share (issue 14); tests/test_kernels.py checks both still agree with jupyter_client.
+KERNEL_NAME_RE = re.compile(r"^[a-z0-9._\-]+$", re.IGNORECASE)
+KERNEL_NAME_RULE = ("Kernel names can only contain ASCII letters and numbers and these separators:"
+                    " - . _ (hyphen, period, and underscore).")
+
+
 def kernel_name(family: str, suffix: str) -> str:
     """``<family>-<suffix>``, checked against Jupyter's kernel name rules.
 
     The one place names are validated. Lowercase is required on top of
     jupyter_client's rules because Jupyter lowercases names when it lists them.
     """
-    # Imported here: jupyter_client's package import costs ~0.2 s of every CLI start.
-    from jupyter_client.kernelspec import _is_valid_kernel_name, _kernel_name_description
-
     name = f"{family}-{suffix}"
-    if not _is_valid_kernel_name(name) or name != name.lower():
+    if not KERNEL_NAME_RE.match(name) or name != name.lower():
         raise UsageError(
             f"kernel name {name!r} (family {family!r}, {suffix!r}) is invalid",
-            hint=f"{_kernel_name_description} envmgr also requires lowercase, "
+            hint=f"{KERNEL_NAME_RULE} envmgr also requires lowercase, "
                  "because Jupyter lowercases kernel names.")
     return name
 

@@ -52,8 +52,10 @@ from pathlib import Path
 from envmgr.errors import Busy, EnvironmentProblem, UsageError
 from envmgr.fsutil import fsync_dir
 from envmgr.layout import Layout
-from envmgr.host.mounts import network_fs_of
-from envmgr.host.procscan import LockHolder, lock_holders
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # /proc and mount readers load for gc and status, not for a build run
+    from envmgr.host.procscan import LockHolder
 
 DELETING_SUFFIX = ".deleting"
 LEASE_MODE = 0o644  # kernels of every user open it read-only; gc (the owner) read-write
@@ -92,7 +94,7 @@ def ensure_lease(layout: Layout, family: str, build_id: str) -> Path:
     return lease
 
 
-def probe(lease_file: Path) -> bool:
+def probe(lease_file: str | os.PathLike[str]) -> bool:
     """True if some kernel (on any host sharing the filesystem) holds the lease.
 
     Takes a non-blocking OFD write lock (and an exclusive flock, for kernels of
@@ -169,6 +171,9 @@ def holders(lease_file: Path) -> Holders:
     """Best-effort list of the processes holding a lease on this host (``procscan``)."""
     if not lease_file.exists():
         return Holders((), False, True, "no lease file")
+    from envmgr.host.mounts import network_fs_of
+    from envmgr.host.procscan import lock_holders
+
     found = lock_holders(lease_file)
     notes = []
     if not found.complete:

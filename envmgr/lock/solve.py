@@ -25,10 +25,12 @@ from envmgr.errors import BuildFailed, EnvironmentProblem, UsageError
 from envmgr.lockfile import LockedPackage, PackageSet
 from envmgr.credentials import activate as activate_credentials
 from envmgr.define.personal import check_channels, check_lock_channels, check_lock_pip_sources
-from envmgr.define.policy import enforce_policy
 from envmgr.results import Progress, no_progress
 from envmgr.define.spec import Spec
-from .pip import PipNote, lock_pip
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the pip locker (packaging, uv) loads only for specs with pip: entries
+    from .pip import PipNote
 
 HOST_PLATFORM = "linux-64"
 
@@ -94,14 +96,32 @@ def solve_spec(config: Config, spec: Spec, progress: Progress = no_progress) -> 
         solved = _rattler.solve(list(spec.dependencies), channels, platform=platform)
         records[platform] = solved
         conda = PackageSet.of(platform, (locked_package(_rattler.record_to_dict(r)) for r in solved))
-        pip, more = lock_pip(config, spec, conda, progress)  # spec.pip (envmgr.piplock)
+        pip, more = _lock_pip(config, spec, conda, progress)  # spec.pip (envmgr.lock.pip)
         sets[platform] = PackageSet.of(platform, [*conda.packages, *pip])
         for note in more:
             progress(note.line)
         notes += more
     lock = Lock(spec=spec, channels=channels, sets=sets, records=records, pip_notes=notes)
-    enforce_policy(config, lock.spec, lock.sets)  # the locked set, dependencies included (docs/policy.md)
+    _enforce_policy(config, lock.spec, lock.sets)  # the locked set, dependencies included (docs/policy.md)
     return lock
+
+
+def _lock_pip(config: Config, spec: Spec, conda: PackageSet, progress: Progress
+              ) -> tuple[list[LockedPackage], list[PipNote]]:
+    if not spec.pip:
+        return [], []
+    from .pip import lock_pip
+
+    return lock_pip(config, spec, conda, progress)
+
+
+def _enforce_policy(config: Config, spec: Spec, sets: dict[str, PackageSet]) -> None:
+    """``define.policy.enforce_policy``, loaded only on a site that enforces a policy file."""
+    if config.policy_enforced is None:
+        return
+    from envmgr.define.policy import enforce_policy
+
+    enforce_policy(config, spec, sets)
 
 
 CONDA_LOCK_TIMEOUT = 3600
@@ -152,7 +172,7 @@ def read_lock(config: Config, spec: Spec, path: Path, progress: Progress = no_pr
     check_lock_channels(config, channels, str(path))
     check_lock_pip_sources(config, sets[HOST_PLATFORM].pip_packages, str(path))
     progress(f"reading {len(sets[HOST_PLATFORM].packages)} locked packages from {path}")
-    enforce_policy(config, spec, sets)
+    _enforce_policy(config, spec, sets)
     records = {HOST_PLATFORM: _rattler.records_for_lock(list(sets[HOST_PLATFORM].conda_packages),
                                                         channels, HOST_PLATFORM)}
     return Lock(spec=spec, channels=channels, sets=sets, records=records, source=str(path))

@@ -18,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envmgr.catalog import records
-from envmgr.catalog.advisories import AdvisoryDB, Match, build_packages, cached_db, match_packages
 from envmgr.catalog.inventory import BuildInfo, FamilyView, family_view
 from envmgr.clock import iso, parse_iso, utcnow
 from envmgr.config import Config
@@ -29,6 +28,9 @@ from envmgr.errors import EXIT_BUILD_FAILED, EXIT_OK, EnvironmentProblem, Envmgr
 from envmgr.fsutil import atomic_write_json, read_json
 from envmgr.layout import LATEST, Layout
 from envmgr.results import Progress, no_progress
+
+if TYPE_CHECKING:  # the OSV reader (packaging, zipfile) loads for a check, not for status
+    from envmgr.catalog.advisories import AdvisoryDB, Match
 
 
 def database_dir(config: Config, given: Path | None) -> Path:
@@ -127,6 +129,7 @@ class AdvisoryReport:
 def check_site(config: Config, db_dir: Path | None = None, *, include_all: bool = False,
                store: bool = True, progress: Progress = no_progress) -> AdvisoryReport:
     """Match every relevant build of every family against the OSV directory."""
+    from envmgr.catalog.advisories import build_packages, cached_db, match_packages
     from envmgr.catalog.governing import family_spec, spec_index
 
     directory = database_dir(config, db_dir)

@@ -30,7 +30,7 @@ from envmgr.kernels.kernelspecs import installed_kernels, kernel_name
 from envmgr.layout import LATEST
 from envmgr.host.mounts import LockSafety, exported_over_nfs, lock_safety, mount_of, read_mounts
 from envmgr.define.spec import load_specs
-from envmgr.host.diskusage import human_bytes
+from envmgr.units import human_bytes
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MAX_LISTED = 10

@@ -16,29 +16,30 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envmgr.catalog import records
 from envmgr.config import Config
-from envmgr.host.diskusage import DiskUsage, disk_report, human_bytes
+from envmgr.host.diskusage import DiskUsage, disk_report
+from envmgr.units import human_bytes
 from envmgr.errors import EXIT_OK, EnvironmentProblem
 from envmgr.familylock import holder_info
 from envmgr.fsutil import read_json
-from envmgr.catalog.governing import SpecChoice, family_spec, spec_index
-from envmgr.gc.collect import failed_prefixes, gather_family
-from envmgr.catalog.inventory import FamilyView, family_view
 from envmgr.layout import Layout
 from envmgr.host.mounts import OK as LOCK_OK
 from envmgr.host.mounts import LockSafety, Mount, lock_safety, mount_of, read_mounts
-from envmgr.host.procscan import ProcessScan, scan_processes
 from envmgr.clock import iso, parse_iso, utcnow
-from envmgr.gc.retention import FamilyInput, FamilyPlan, ReasonCode, Usage, effective_policy, plan_family
-from envmgr.ops.usage import BuildKernels, family_kernels
-from envmgr.ops.advisories import status_advisories, warning_text
+
+if TYPE_CHECKING:  # the per-family readers load once there is a family (start-up: issue 14)
+    from envmgr.catalog.governing import SpecChoice
+    from envmgr.catalog.inventory import FamilyView
+    from envmgr.gc.retention import FamilyInput, FamilyPlan
+    from envmgr.host.procscan import ProcessScan
+    from envmgr.ops.usage import BuildKernels
 
 STALE_RUN = dt.timedelta(hours=48)  # no build run for this long: is the nightly running?
-# Reasons that keep a build for good (not "waiting for gc"): latest, supported stable, pinned.
-PERMANENT = frozenset({ReasonCode.LATEST, ReasonCode.STABLE, ReasonCode.PINNED})
+# Reasons that keep a build for good (not "waiting for gc"): latest, supported stable, pinned
+# (gc.retention.ReasonCode values; a StrEnum member equals its string).
+PERMANENT = frozenset({"latest", "stable", "pinned"})
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ def _gc_waiting(inp: FamilyInput, plan: FamilyPlan) -> list[dict[str, Any]]:
     they stay. ``action`` "delete" means the next `envmgr gc` removes it; "keep" lists what
     holds it (a running kernel, the rollback window, the grace or inspection period).
     """
+    from envmgr.gc.retention import Usage
+
     waiting = []
     for d in plan.decisions:
         if d.target is None or {r.code for r in d.reasons} & PERMANENT:
@@ -141,6 +144,10 @@ def _gc_waiting(inp: FamilyInput, plan: FamilyPlan) -> list[dict[str, Any]]:
 
 def _gather(config: Config, family: str, choice: SpecChoice, scan: ProcessScan) -> tuple[FamilyInput, str]:
     """gc's inputs for the family; without lease access (not the service account) no usage."""
+    from envmgr.catalog.inventory import family_view
+    from envmgr.gc.inputs import failed_prefixes, gather_family
+    from envmgr.gc.retention import FamilyInput, effective_policy
+
     try:
         return gather_family(config, family, choice, scan), ""
     except EnvironmentProblem as exc:
@@ -194,6 +201,8 @@ def _warn(out: list[StatusWarning], kind: str, message: str, family: str | None 
 
 
 def family_warnings(fs: FamilyStatus, now: dt.datetime) -> list[StatusWarning]:
+    from envmgr.catalog import records
+
     out: list[StatusWarning] = []
     f = fs.family
     run = fs.last_run or {}
@@ -265,6 +274,11 @@ class StatusReport:
 
 def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date,
                    index: dict[str, SpecChoice], scan: ProcessScan) -> FamilyStatus:
+    from envmgr.catalog.governing import family_spec
+    from envmgr.gc.retention import plan_family
+    from envmgr.ops.advisories import status_advisories, warning_text
+    from envmgr.ops.usage import family_kernels
+
     layout = config.layout
     choice = family_spec(config, family, index)
     inp, note = _gather(config, family, choice, scan)
@@ -286,6 +300,16 @@ def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date
     return fs
 
 
+def _family_statuses(config: Config, families: list[str], now: dt.datetime, today: dt.date,
+                     processes: bool) -> list[FamilyStatus]:
+    from envmgr.catalog.governing import spec_index
+    from envmgr.host.procscan import ProcessScan, scan_processes
+
+    index = spec_index(config)
+    scan = scan_processes(config.layout.envs_dir) if processes else ProcessScan()
+    return [_family_status(config, f, now, today, index, scan) for f in families]
+
+
 def collect_status(config: Config, *, disk: bool = True, refresh_disk: bool = False,
                    processes: bool = False, mounts_text: str | None = None,
                    today: dt.date | None = None) -> StatusReport:
@@ -299,9 +323,7 @@ def collect_status(config: Config, *, disk: bool = True, refresh_disk: bool = Fa
     now = utcnow()
     today = today or dt.date.today()
     families = config.layout.families()
-    index = spec_index(config)
-    scan = scan_processes(config.layout.envs_dir) if processes else ProcessScan()
-    statuses = [_family_status(config, f, now, today, index, scan) for f in families]
+    statuses = _family_statuses(config, families, now, today, processes) if families else []
     statuses.sort(key=lambda f: (f.group.lower(), f.family))
     usage = disk_report(config, families, refresh=refresh_disk) if disk and config.root.is_dir() else None
     if usage is not None:
