@@ -20,11 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml.comments import CommentedMap
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ruamel.yaml.comments import CommentedMap
 
 from .errors import ConfigError, UsageError
 from .layout import Layout
 from envmgr.units import parse_size
+from . import yamlcache
 from .yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 
 SITE_CONFIG = Path("/etc/envmgr/config.yaml")
@@ -367,8 +371,9 @@ def _refuse_locked(c: YamlChecker, doc: CommentedMap, locked: tuple[str, ...], s
                   "overridden; remove it here (ask the hub admins to change the site file)")
 
 
-def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None = None
-                 ) -> dict[str, Any]:
+def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None = None,
+                 use_cache: bool = True) -> dict[str, Any]:
+    """The file's settings, validated; the parse comes from ``yamlcache`` when the file is unchanged."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -376,11 +381,13 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
     except PermissionError:
         raise ConfigError(f"cannot read configuration file {path}: permission denied",
                           hint="Ask the hub admin to make it world-readable (mode 0644).") from None
-    doc = read_yaml(path, text, ConfigFileError)
+    hit, doc = yamlcache.cached_doc(path) if use_cache else (False, None)
+    if not hit:
+        doc = read_yaml(path, text, ConfigFileError)
     if doc is None:
         return {}
     c = YamlChecker(str(path))
-    if not isinstance(doc, CommentedMap):
+    if not isinstance(doc, dict):
         raise ConfigFileError([Problem(str(path), 1, 1, "(document)", "must be a YAML mapping")])
     c.check_keys(doc, CONFIG_KEYS, "")
     base = path.parent
@@ -439,7 +446,11 @@ def _file_values(path: Path, *, locked: tuple[str, ...] = (), site: Path | None 
     if site is not None:
         _refuse_locked(c, doc, locked, site)
     if c.problems:
+        if hit:  # report the problems with the real file:line positions
+            return _file_values(path, locked=locked, site=site, use_cache=False)
         raise ConfigFileError(c.problems)
+    if not hit:
+        yamlcache.store_doc(path, doc)
     return values
 
 

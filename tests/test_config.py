@@ -81,3 +81,55 @@ def test_conda_lock_solver_requires_the_conda_executable(tmp_path: Path) -> None
     path.write_text("solver: conda-lock\nconda_lock_command: [conda-lock, --conda, /opt/conda/bin/mamba]\n")
     cfg = load_config(config_path=path, environ={})
     assert cfg.solver == "conda-lock" and cfg.conda_lock_command[1:] == ("--conda", "/opt/conda/bin/mamba")
+
+
+# -- the per-user parse cache (envmgr.yamlcache) -------------------------------------------------
+
+
+def _cached_run(config: Path, cache: Path) -> dict:
+    """``load_config`` in a fresh interpreter: its root, and whether ruamel was imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from pathlib import Path; from envmgr.config import load_config\n"
+            "c = load_config(config_path=Path(sys.argv[1]))\n"
+            "print(json.dumps({'root': str(c.root), 'ruamel': 'ruamel.yaml' in sys.modules}))")
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    env.pop("ENVMGR_NO_CACHE", None)
+    proc = subprocess.run([sys.executable, "-c", code, str(config)], env=env, capture_output=True,
+                          text=True, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_unchanged_config_is_not_parsed_again_and_an_edit_is(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    config = write_config(tmp_path / "config.yaml", root=tmp_path / "one")
+    assert _cached_run(config, cache) == {"root": str(tmp_path / "one"), "ruamel": True}
+    assert (cache / "envmgr" / "config-docs.json").is_file()
+    assert _cached_run(config, cache) == {"root": str(tmp_path / "one"), "ruamel": False}
+    write_config(config, root=tmp_path / "two")  # an edit: new size/mtime/ctime
+    assert _cached_run(config, cache) == {"root": str(tmp_path / "two"), "ruamel": True}
+
+
+def test_a_cached_document_is_validated_and_a_problem_parses_the_file_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache skips parsing, never validation: a cached document with a problem sends
+    envmgr back to the file (for real line numbers), and a file with a problem is never cached."""
+    from envmgr import yamlcache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("ENVMGR_NO_CACHE", raising=False)
+    good = write_config(tmp_path / "good.yaml", root=tmp_path / "root")
+    yamlcache.store_doc(good, {"root": str(tmp_path / "elsewhere"), "bogus_key": 1})
+    assert load_config(config_path=good).root == tmp_path / "root"  # the file, parsed again
+    assert yamlcache.cached_doc(good) == (True, {"root": str(tmp_path / "root")})
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"root: {tmp_path / 'root'}\n\nbogus_key: 1\n")
+    for _ in range(2):
+        with pytest.raises(ConfigFileError) as info:
+            load_config(config_path=bad)
+        assert "bad.yaml:3:" in str(info.value.message), info.value.message
+    assert yamlcache.cached_doc(bad) == (False, None)
