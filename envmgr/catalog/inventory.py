@@ -7,6 +7,7 @@ they all agree on what a build's state is.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +81,20 @@ def family_view(config: Config, family: str, spec: Spec | None = None) -> Family
     for r in releases:
         pinned.setdefault(r.build_id, []).append(r.release)
     latest = layout.latest_build(family)
-    infos = tuple(BuildInfo(record=r, published=layout.prefix(family, r.build_id).is_dir(),
+    published = published_dirs(layout, family)
+    infos = tuple(BuildInfo(record=r, published=r.build_id in published,
                             latest=r.build_id == latest, releases=tuple(pinned.get(r.build_id, ())))
                   for r in recs)
     return FamilyView(family, latest, infos, tuple(releases))
+
+
+def published_dirs(layout: Layout, family: str) -> frozenset[str]:
+    """Names of the directories in the family's envs folder (one listing, not a stat per build)."""
+    try:
+        with os.scandir(layout.family_dir(family)) as entries:
+            return frozenset(e.name for e in entries if e.is_dir())  # follows symlinks, as is_dir() did
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
 
 
 def known_families(layout: Layout) -> list[str]:

@@ -148,6 +148,9 @@ class Usage:
                 "holders": list(self.holders), "locked_here": self.locked_here}
 
 
+
+NO_USAGE = Usage()  # a build nobody uses (decide() asks for every build)
+
 @dataclass(frozen=True)
 class Reason:
     """One reason for a decision; ``code`` is stable for machines, ``text`` for people."""
@@ -331,7 +334,7 @@ def decide(inp: FamilyInput, info: BuildInfo, window: Mapping[str, int], now: dt
     else:
         keep, ended = _failed_reasons(inp, info, now)
     target = _target(inp, info)
-    usage = inp.usage.get(info.build_id, Usage())
+    usage = inp.usage.get(info.build_id) or NO_USAGE
     why_not = "; ".join(ended) or "no rule keeps it"
     if usage.in_use and target is not None:
         collectable = not keep
