@@ -10,8 +10,10 @@ the spec cache (``define.speccache``). Only the parse is skipped: the caller
 validates the cached document exactly as a freshly parsed one, and when that
 finds a problem it parses the file again to report real positions.
 
-The cache is the user's own file, so another account cannot plant a
-document; one that cannot be read, parsed or written is ignored. Documents
+The cache is the user's own file: one (or a folder) that another account
+owns or may write is ignored, so ``sudo envmgr`` with a user's HOME cannot
+be steered by that user; one that cannot be read, parsed or written is
+ignored too. Documents
 that JSON cannot represent exactly (YAML dates, tags) are never cached.
 ``ENVMGR_NO_CACHE=1`` turns the cache off.
 """
@@ -48,7 +50,22 @@ def _key(path: Path) -> tuple[str, Key] | None:
     return str(path.resolve()), [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
+def _ours(path: Path) -> bool:
+    """Owned by this user and writable by nobody else (checked for the file and its folder).
+
+    ``sudo envmgr`` may keep the caller's HOME: a cache another user can write
+    must not decide root's channels or root.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def _read_store(store: Path) -> dict[str, Any]:
+    if not (_ours(store.parent) and _ours(store)):
+        return {}
     try:
         data = json.loads(store.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -106,8 +123,12 @@ def store_doc(path: Path, doc: Any) -> None:
         docs.pop(next(iter(docs)))
     try:
         store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _ours(store.parent):  # someone else's folder: neither read nor write it
+            return
         temp = store.with_name(f".{store.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps({"format": FORMAT, "docs": docs}), encoding="utf-8")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"format": FORMAT, "docs": docs}))
         os.replace(temp, store)
     except OSError:
         return

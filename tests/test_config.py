@@ -133,3 +133,20 @@ def test_a_cached_document_is_validated_and_a_problem_parses_the_file_again(
             load_config(config_path=bad)
         assert "bad.yaml:3:" in str(info.value.message), info.value.message
     assert yamlcache.cached_doc(bad) == (False, None)
+
+
+def test_a_cache_another_user_may_write_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sudo envmgr`` may keep a user's HOME: a writable-by-others cache must not steer it."""
+    from envmgr import yamlcache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("ENVMGR_NO_CACHE", raising=False)
+    config = write_config(tmp_path / "config.yaml", root=tmp_path / "root")
+    load_config(config_path=config)
+    store = tmp_path / "cache" / "envmgr" / "config-docs.json"
+    assert store.stat().st_mode & 0o777 == 0o600 and yamlcache.cached_doc(config)[0]
+    for path in (store, store.parent):
+        path.chmod(path.stat().st_mode | 0o002)
+        assert yamlcache.cached_doc(config) == (False, None)
+        path.chmod(path.stat().st_mode & ~0o002)
+    assert yamlcache.cached_doc(config)[0]
