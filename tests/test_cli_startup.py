@@ -7,6 +7,7 @@ measures the start-up itself.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -119,3 +120,49 @@ def test_plain_coercion_matches_typers_own() -> None:
         theirs = typer_coercion.build_runtime_param(descriptor)
         assert type(ours).__name__ == "PlainRuntimeParam"
         assert ours._coerce_value(value, None, None) == theirs._coerce_value(value, None, None), annotation
+
+
+def test_the_topic_map_names_the_module_of_every_command() -> None:
+    """_topics.COMMAND_TOPIC must match what each topic module registers (else a command vanishes)."""
+    import typer
+
+    from envmgr.cli import _topics, app, load_all
+
+    load_all()
+    owners: dict[str, str] = {}
+    for info in app.registered_commands:
+        owners[info.name or info.callback.__name__] = info.callback.__module__
+    for group in app.registered_groups:
+        callbacks = [c.callback for c in group.typer_instance.registered_commands]
+        owners[group.name] = callbacks[0].__module__
+    assert {name: f"envmgr.cli.{topic}" for name, topic in _topics.COMMAND_TOPIC.items()} == owners
+    assert set(typer.main.get_command(app).commands) == set(owners)
+
+
+@pytest.mark.parametrize("argv, word", [(["--root", "/r", "status", "--json"], "status"),
+                                        (["-q", "--config=/c", "build", "--all"], "build"),
+                                        (["--config", "/c"], None), (["-h"], None)])
+def test_command_word_skips_global_options(argv, word) -> None:
+    from envmgr.cli._topics import command_word
+
+    assert command_word(argv) == word
+
+
+def topics_after(*args: str) -> tuple[int, str, set[str]]:
+    """Exit code, stdout and the envmgr.cli modules a real run imported (sys.modules)."""
+    code = ("import json, sys; from envmgr.cli import run; code = run(sys.argv[1:]); sys.stdout.flush();"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('envmgr.cli.'))), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def test_a_run_imports_only_its_topic_and_help_lists_every_command(tmp_path) -> None:
+    code, _, modules = topics_after("--root", str(tmp_path / "empty"), "status", "--json")
+    assert code == 0 and "envmgr.cli.ops_cmds" in modules and "envmgr.cli.stable_cmds" not in modules
+    code, _, modules = topics_after("--help")
+    assert code == 0 and "envmgr.cli.stable_cmds" in modules
+    proc, _ = imported("--help")
+    for command in ("build", "status", "stable", "notebooks", "sbom", "serve", "restore"):
+        assert command in proc.stdout
+    proc, _ = imported("stabel")  # a typo still gets click's suggestion from the full list
+    assert proc.returncode == 2 and "stable" in proc.stderr

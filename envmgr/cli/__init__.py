@@ -1,24 +1,18 @@
-"""Command-line interface. Each module registers one topic's commands on ``app``."""
+"""Command-line interface. Each topic module registers its commands on ``app`` when imported.
+
+``run`` imports the topic of the command it runs (``_topics``); ``load_all()`` registers
+every command (help, completion and an unknown command do that themselves).
+"""
 
 from __future__ import annotations
 
 from typing import NoReturn
 
 from .._internal._exit import hard_exit
-# Each topic module registers its commands on ``app`` when imported (one line each).
-from . import build_cmds  # noqa: F401
-from . import gc_cmds  # noqa: F401
-from . import misc_cmds  # noqa: F401
-from . import notebooks_cmds  # noqa: F401
-from . import ops_cmds  # noqa: F401
-from . import restore_cmds  # noqa: F401
-from . import security_cmds  # noqa: F401
-from . import serve_cmds  # noqa: F401
-from . import spec_cmds  # noqa: F401
-from . import stable_cmds  # noqa: F401
 from ._app import app, run
+from ._topics import load_all
 
-__all__ = ["app", "main", "run"]
+__all__ = ["app", "load_all", "main", "run"]
 
 
 def main() -> NoReturn:

@@ -20,7 +20,7 @@ from ..config import Config, load_config
 from ..errors import EnvmgrError
 from ..osfault import problem, refused
 from ..results import Result, envelope
-from . import _failures
+from . import _failures, _topics
 from ._failures import write_json
 
 if TYPE_CHECKING:  # rich is imported by the first text output: --json and --quiet runs skip it
@@ -146,6 +146,7 @@ def run(argv: list[str] | None = None) -> int:
     anywhere on the command line, a JSON envelope on stdout.
     """
     args = list(argv if argv is not None else sys.argv[1:])
+    _topics.load(args)  # the commands this run may need (all of them for help or a typo)
     command = typer.main.get_command(app)
     obj = CliState()
     obj.as_json = _failures.wants_json(args)
