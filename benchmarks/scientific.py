@@ -83,6 +83,15 @@ import os; os._exit(0)  # py-rattler 0.28 may crash at interpreter exit (docs/de
 """
 
 
+def envmgr_command() -> list[str]:
+    """The console script beside this python (what users and cron run), else ``python -m envmgr``."""
+    script = Path(sys.executable).with_name("envmgr")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "envmgr"]
+
+
+ENVMGR = envmgr_command()
+
+
 def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
         ) -> tuple[float, str]:
     start = time.monotonic()
@@ -105,7 +114,7 @@ class Envmgr:
         self.config = config
 
     def __call__(self, *args: str) -> tuple[float, dict]:
-        wall, out = run([sys.executable, "-m", "envmgr", "--config", str(self.config), *args, "--json"])
+        wall, out = run([*ENVMGR, "--config", str(self.config), *args, "--json"])
         return wall, json.loads(out)["result"]
 
     def build(self, *args: str) -> tuple[float, dict]:
@@ -149,9 +158,9 @@ def pyc_files(prefix: Path) -> int:
 def startup(base: Path, rows: dict[str, list[float]]) -> None:
     """CLI start-up against the CLI framework's floor, in the same round."""
     empty = base / "empty-root"
-    rows.setdefault("help", []).append(run([sys.executable, "-m", "envmgr", "--help"])[0])
+    rows.setdefault("help", []).append(run([*ENVMGR, "--help"])[0])
     rows.setdefault("status_empty", []).append(
-        run([sys.executable, "-m", "envmgr", "--root", str(empty), "status", "--json"])[0])
+        run([*ENVMGR, "--root", str(empty), "status", "--json"])[0])
     rows.setdefault("typer_floor", []).append(run([sys.executable, "-c", "import typer, rich.console"])[0])
     rows.setdefault("python_pass", []).append(run([sys.executable, "-c", "pass"])[0])
 
@@ -194,7 +203,7 @@ def main() -> None:  # noqa: PLR0915 - a linear recipe reads best in one place
         wheels = download(args.wheels)
         print(f"{len(wheels)} wheels in {args.wheels}", file=sys.stderr)
         channel = args.wheels.parent / "scientific-channel"  # content-keyed: reused when unchanged
-        channel_wall, _ = run([sys.executable, "-m", "envmgr", "channel", "build", str(channel),
+        channel_wall, _ = run([*ENVMGR, "channel", "build", str(channel),
                                *[a for w in wheels for a in ("--wheel", str(w))]])
         specs = base / "specs"
         specs.mkdir()
