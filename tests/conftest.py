@@ -44,6 +44,7 @@ def _isolated_jupyter(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(home / "jupyter-config"))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(home / "jupyter-runtime"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg-cache"))  # envmgr.yamlcache: per test
     monkeypatch.delenv("ENVMGR_ROOT", raising=False)
     monkeypatch.delenv("ENVMGR_CONFIG", raising=False)
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
