@@ -139,6 +139,13 @@ def test_check_reports_kernel_state_successor_and_last_build(nbsite, tmp_path):
 
     text = nbsite.cli("notebooks", "check", work / "sub" / "soon.ipynb")
     assert text.returncode == 0 and "expiring" in text.stdout and "example-2026.1" in text.stdout
+    gate = nbsite.cli("notebooks", "check", "--fail-on", "retired,unknown", "--json", work)
+    assert gate.returncode == 1, gate.stdout + gate.stderr  # other.ipynb names an unknown kernel
+    assert [Path(p).name for p in json_of(gate)["result"]["failing"]] == ["other.ipynb"]
+    passing = nbsite.cli("notebooks", "check", "--fail-on", "retired,expired", work)
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+    typo = nbsite.cli("notebooks", "check", "--fail-on", "retierd", work)
+    assert typo.returncode == 2 and "retierd" in typo.stderr and "Traceback" not in typo.stderr
     broken = work / "broken.ipynb"
     broken.write_text("{not json")
     before = (work / "sub" / "soon.ipynb").read_bytes()

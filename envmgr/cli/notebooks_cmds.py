@@ -24,12 +24,17 @@ STATE_STYLE = {"retired": "red", "expired": "red", "expiring": "yellow"}
 
 
 @notebooks_app.command("check")
-def check_cmd(ctx: typer.Context, paths: list[Path] = PATHS, as_json: bool = JSON_OPTION) -> None:
+def check_cmd(ctx: typer.Context, paths: list[Path] = PATHS,
+              fail_on: str = typer.Option(None, "--fail-on", metavar="STATES",
+                                          help="Exit 1 if a notebook's kernel is in one of these states, "
+                                               "e.g. retired,expired,unknown (a gate for CI or a "
+                                               "retirement)."),
+              as_json: bool = JSON_OPTION) -> None:
     """Each notebook's kernel and its state, and the build it last ran on."""
-    from envmgr.release.notebooks import check
+    from envmgr.release.notebooks import check, parse_fail_on
 
     obj = state(ctx, command="notebooks check", as_json=as_json)
-    obj.emit(check(obj.config(), paths), render_notebooks, as_json=as_json)
+    obj.emit(check(obj.config(), paths, fail_on=parse_fail_on(fail_on)), render_notebooks, as_json=as_json)
 
 
 @notebooks_app.command("migrate")
@@ -67,3 +72,7 @@ def render_notebooks(result: NotebooksResult) -> Iterable[Any]:
     yield table
     if migrating and result.dry_run:
         yield Text("dry run: nothing was written", style="yellow")
+    if result.failing:
+        yield Text(f"{len(result.failing)} notebook(s) with a kernel that is "
+                   f"{' or '.join(result.fail_on)} (--fail-on): `envmgr notebooks migrate` moves "
+                   "retired, expired and expiring ones to their successor", style="bold red")

@@ -31,7 +31,7 @@ from typing import Any
 from envmgr.catalog import records
 from envmgr.catalog.stable import EXPIRY_WARNING_DAYS
 from envmgr.config import Config
-from envmgr.errors import EXIT_OK, EnvironmentProblem, UsageError
+from envmgr.errors import EXIT_FAILURE, EXIT_OK, EnvironmentProblem, UsageError
 from envmgr.fsutil import fsync_dir
 from envmgr.kernels import retired
 from envmgr.kernels.kernelspecs import installed_kernels
@@ -39,6 +39,7 @@ from envmgr.kernels.kernelspecs import installed_kernels
 CHECKPOINTS = ".ipynb_checkpoints"
 BLOCK_VERSION = 1
 MOVABLE = ("retired", "expired", "expiring")  # states `migrate` moves without --to
+STATES = ("latest", "stable", "expiring", "expired", "retired", "unknown", "none")
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,15 @@ class NotebooksResult:
     command: str  # check | migrate
     notebooks: list[NotebookReport] = field(default_factory=list)
     dry_run: bool = False
-    exit_code = EXIT_OK
+    fail_on: tuple[str, ...] = ()  # check --fail-on: kernel states that make the check fail (exit 1)
+
+    @property
+    def failing(self) -> list[NotebookReport]:
+        return [nb for nb in self.notebooks if nb.kernel.state in self.fail_on]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILURE if self.failing else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         states: dict[str, int] = {}
@@ -97,7 +106,8 @@ class NotebooksResult:
             key = nb.action if self.command == "migrate" else nb.kernel.state
             states[key or "none"] = states.get(key or "none", 0) + 1
         return {"dry_run": self.dry_run, "notebooks": [n.to_json() for n in self.notebooks],
-                "summary": states}
+                "summary": states, "fail_on": list(self.fail_on),
+                "failing": [str(nb.path) for nb in self.failing]}
 
 
 # -- finding and reading notebooks ------------------------------------------------------------
@@ -224,9 +234,21 @@ def _build_state(config: Config, family: str, build_id: str) -> str:
 # -- the commands -----------------------------------------------------------------------------
 
 
-def check(config: Config, paths: Sequence[Path], today: dt.date | None = None) -> NotebooksResult:
+def parse_fail_on(text: str | None) -> tuple[str, ...]:
+    """``retired,expired`` -> the states; every name must be one ``check`` reports (exit 2)."""
+    states = tuple(dict.fromkeys(s.strip() for s in (text or "").split(",") if s.strip()))
+    if bad := [s for s in states if s not in STATES]:
+        raise UsageError(f"--fail-on: unknown kernel state {', '.join(map(repr, bad))}",
+                         hint=f"states: {', '.join(STATES)} (comma-separated)")
+    return states
+
+
+def check(config: Config, paths: Sequence[Path], today: dt.date | None = None,
+          fail_on: Sequence[str] = ()) -> NotebooksResult:
+    """Each notebook's kernel and its state; ``fail_on`` states make the result exit 1 (CI gates)."""
     index = KernelIndex.load(config, today)
-    return NotebooksResult("check", [_report(config, index, item) for item in _read_all(paths)])
+    return NotebooksResult("check", [_report(config, index, item) for item in _read_all(paths)],
+                           fail_on=tuple(fail_on))
 
 
 @dataclass(frozen=True)
