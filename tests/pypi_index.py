@@ -78,8 +78,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return True
         if self.headers.get("Authorization", "").startswith("Basic "):
             user_pass = base64.b64decode(self.headers["Authorization"][6:]).decode()
-            return user_pass.split(":", 1)[-1] == self.token
-        self.send_error(401, "token required")
+            if user_pass.split(":", 1)[-1] == self.token:
+                return True
+        self.send_error(401, "token required")  # a wrong password is a 401 too, as a real index says
         return False
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API

@@ -205,3 +205,35 @@ def test_personal_lock_may_install_pip_wheels_only_from_the_site_index(tmp_path:
                                     wheel((tmp_path / "wheels" / "w-1-py3-none-any.whl").as_uri())], "l.yml")
     with pytest.raises(UsageError, match=r"outside the site's pip index.*evil\.example"):
         check_lock_pip_sources(config, [wheel("https://evil.example/w-1-py3-none-any.whl")], "l.yml")
+
+
+def test_doctor_probes_the_pip_index_with_the_credentials_and_the_offline_folders(site, tmp_path):
+    """doctor's "pip index" check: as uv will ask it, the token never shown; offline, the wheels."""
+    import secrets as _secrets
+
+    from envmgr.config import load_config
+    from envmgr.ops.doctor import check_pip_index
+
+    assert check_pip_index(load_config(config_path=site["config"])).detail.startswith("no spec uses pip")
+    token = f"tok-{_secrets.token_hex(8)}"
+    root = tmp_path / "simple"
+    publish(root, make_wheel(tmp_path / "w", "beam-helper", "1.0"))
+    creds = tmp_path / "creds.json"
+    with serve(root, token=token) as url:
+        for secret, status in ((token, "ok"), ("wrong", "fail")):
+            creds.write_text(json.dumps({"127.0.0.1": {"BearerToken": secret}}))
+            creds.chmod(0o600)
+            with_pip(site, index_url=f"{url}/")
+            config = load_config(config_path=write_config(site["config"], **{
+                **YAML().load(site["config"].read_text()), "credentials_file": str(creds)}))
+            check = check_pip_index(config)
+            assert check.status == status, check
+            assert token not in check.detail + check.fix
+        assert "HTTP 401" in check.detail and "credentials_file" in check.fix
+    empty = tmp_path / "no-wheels"
+    empty.mkdir()
+    check = check_pip_index(load_config(config_path=with_pip(site, offline=True, find_links=[empty])))
+    assert check.status == "fail" and "no wheels" in check.detail
+    check = check_pip_index(load_config(config_path=with_pip(site, offline=True,
+                                                             find_links=[tmp_path / "w"])))
+    assert check.status == "ok" and "1 wheel(s)" in check.detail, check

@@ -130,6 +130,19 @@ def check_channels(config: Config) -> Check:
     return Check("channels", OK, ", ".join(f"'{p.name}' ({p.packages} noarch names)" for p in probes))
 
 
+def check_pip_index(config: Config) -> Check:
+    """The pip index (or the offline wheel folders) answers, when a spec uses ``pip:``."""
+    from .channels import probe_pip_index
+
+    probe = probe_pip_index(config)
+    if probe is None:
+        return Check("pip index", OK, "no spec uses pip: and the config sets no index (not probed)")
+    if probe.error:
+        return Check("pip index", FAIL, f"{probe.name} {probe.url}: {probe.error}", probe.hint or "")
+    what = f"{probe.packages} wheel(s)" if probe.packages else "answers"
+    return Check("pip index", OK, f"{probe.name} {probe.url} {what}")
+
+
 # -- ownership and permissions -----------------------------------------------------
 
 
@@ -429,6 +442,7 @@ def run_doctor(config: Config, *, kernels: bool = True, mounts_text: str | None 
     steps: list[tuple[str, Callable[[], Check | list[Check]]]] = [
         ("config", lambda: check_config(config)),
         ("channels", lambda: check_channels(config)),
+        ("pip index", lambda: check_pip_index(config)),
         ("ownership", lambda: check_ownership(config)),
         ("reachability", lambda: check_reachable(config)),
         ("prefix permissions", lambda: check_prefixes(config)),
