@@ -208,7 +208,7 @@ def test_personal_lock_may_install_pip_wheels_only_from_the_site_index(tmp_path:
 
 
 def test_doctor_probes_the_pip_index_with_the_credentials_and_the_offline_folders(site, tmp_path):
-    """doctor's "pip index" check: as uv will ask it, the token never shown; offline, the wheels."""
+    """doctor's pip-index check: as uv will ask it, the token never shown; offline, the wheels."""
     import secrets as _secrets
 
     from envmgr.config import load_config

@@ -136,11 +136,11 @@ def check_pip_index(config: Config) -> Check:
 
     probe = probe_pip_index(config)
     if probe is None:
-        return Check("pip index", OK, "no spec uses pip: and the config sets no index (not probed)")
+        return Check("pip-index", OK, "no spec uses pip: and the config sets no index (not probed)")
     if probe.error:
-        return Check("pip index", FAIL, f"{probe.name} {probe.url}: {probe.error}", probe.hint or "")
+        return Check("pip-index", FAIL, f"{probe.name} {probe.url}: {probe.error}", probe.hint or "")
     what = f"{probe.packages} wheel(s)" if probe.packages else "answers"
-    return Check("pip index", OK, f"{probe.name} {probe.url} {what}")
+    return Check("pip-index", OK, f"{probe.name} {probe.url} {what}")
 
 
 # -- ownership and permissions -----------------------------------------------------
