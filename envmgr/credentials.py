@@ -128,6 +128,16 @@ def host_of(url: str) -> str:
     return urlparse(url).hostname or ""
 
 
+def basic_authorization(creds: Credentials | None, url: str) -> str | None:
+    """The ``Authorization`` header uv's netrc amounts to for ``url``'s host (None: no entry)."""
+    import base64
+
+    entry = creds.for_host(host_of(url)) if creds else None
+    if entry is None:
+        return None
+    return "Basic " + base64.b64encode(f"{entry.username}:{entry.secret}".encode()).decode()
+
+
 @contextmanager
 def netrc_for(creds: Credentials | None, urls: list[str]) -> Iterator[dict[str, str]]:
     """Environment for uv: ``NETRC`` naming a private file with the hosts of ``urls``.

@@ -23,6 +23,12 @@ from .errors import EnvironmentProblem
 TMP_MARK = ".tmp-"
 
 
+def stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """(size, mtime_ns, inode, ctime_ns): differs once a file is edited or replaced (a git
+    checkout writes a new inode). The parsed-file caches (speccache, yamlcache) key on it."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
 def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Replace ``path`` with ``text``; a reader sees the old or the new file, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)

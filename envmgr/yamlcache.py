@@ -25,6 +25,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from envmgr.fsutil import atomic_write_text, stat_key
+
 FORMAT = 1
 MAX_ENTRIES = 64  # tests and ad-hoc configs come and go: keep the newest only
 Key = list[int]
@@ -47,7 +49,7 @@ def _key(path: Path) -> tuple[str, Key] | None:
         st = os.stat(path)
     except OSError:
         return None
-    return str(path.resolve()), [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+    return str(path.resolve()), list(stat_key(st))
 
 
 def _ours(path: Path) -> bool:
@@ -125,10 +127,6 @@ def store_doc(path: Path, doc: Any) -> None:
         store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not _ours(store.parent):  # someone else's folder: neither read nor write it
             return
-        temp = store.with_name(f".{store.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"format": FORMAT, "docs": docs}))
-        os.replace(temp, store)
+        atomic_write_text(store, json.dumps({"format": FORMAT, "docs": docs}), mode=0o600)
     except OSError:
         return

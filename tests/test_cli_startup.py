@@ -31,8 +31,21 @@ def imported(*args: str, config=None) -> tuple[subprocess.CompletedProcess, set[
     return proc, names
 
 
+def among(names: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    """The modules in ``names`` that are one of ``prefixes`` or inside one."""
+    return sorted(n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes))
+
+
 def heavy(names: set[str]) -> list[str]:
-    return sorted(n for n in names if any(n == h or n.startswith(h + ".") for h in HEAVY))
+    return among(names, HEAVY)
+
+
+def built_quick(site, envmgr_cli):
+    """A real build of a small spec in the site (what the import checks then run against)."""
+    spec = write_spec(site["specs"], "quick")
+    proc = envmgr_cli("build", "--json", spec)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return spec
 
 
 def test_help_imports_nothing_heavy(tmp_path) -> None:
@@ -46,9 +59,7 @@ def test_help_imports_nothing_heavy(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_status_builds_gc_dry_run_on_a_built_root(site, envmgr_cli) -> None:
-    spec = write_spec(site["specs"], "quick")
-    proc = envmgr_cli("build", "--json", spec)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spec = built_quick(site, envmgr_cli)
     _, built = imported("build", "--json", str(spec), config=site["config"])
     assert "rattler" in built, "the check itself must be able to see a heavy import"
     for args in (("status", "--json"), ("builds", "quick", "--json"), ("gc", "--dry-run", "--json")):
@@ -68,10 +79,6 @@ NOT_FOR_UNCHANGED = ("pydantic", "rich", "filelock", "conda_lock", "jupyter_clie
                      "envmgr.build.advisory_gate", "envmgr.build.pycache", "envmgr.define.policy")
 
 
-def among(names: set[str], prefixes: tuple[str, ...]) -> list[str]:
-    return sorted(n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes))
-
-
 def test_status_json_on_an_empty_root_imports_only_the_cli_framework(tmp_path) -> None:
     proc, names = imported("--root", str(tmp_path / "empty"), "status", "--json")
     assert proc.returncode == 0 and json_of(proc)["ok"] is True
@@ -83,9 +90,7 @@ def test_status_json_on_an_empty_root_imports_only_the_cli_framework(tmp_path) -
 
 @pytest.mark.slow
 def test_an_unchanged_nightly_loads_no_lock_writer_sbom_or_pip_locker(site, envmgr_cli) -> None:
-    spec = write_spec(site["specs"], "quick")
-    proc = envmgr_cli("build", "--json", spec)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spec = built_quick(site, envmgr_cli)
     proc, names = imported("build", "--json", str(spec), config=site["config"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json_of(proc)["result"]["builds"][0]["status"] == "unchanged"

@@ -26,17 +26,13 @@ from typing import Any
 
 from envmgr.config import PycOverride
 from envmgr.define.spec import Retention, SmokeTest, Spec, SpecError, StablePin, load_spec
-from envmgr.fsutil import atomic_write_json
+from envmgr.fsutil import atomic_write_json, stat_key as _key
 from envmgr.layout import Layout
 from envmgr.yamlcheck import Problem
 
 FORMAT = 2  # 2: `pip` requirements; a store of another format is ignored (re-parsed)
 FILE_NAME = "spec-cache.json"
 Key = tuple[int, int, int, int]
-
-
-def _key(st: os.stat_result) -> Key:
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 # -- Spec <-> JSON (complete: everything load_spec returns) -----------------------------------------

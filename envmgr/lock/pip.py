@@ -204,11 +204,10 @@ def _raise_for(config: Config, requirements: list[str], platform: str, stderr: s
 
 def _size(url: str, creds: Credentials | None) -> int | None:
     """The wheel's size for the quota check (a HEAD request; None if the index will not say)."""
-    import base64
     import urllib.request
 
     from envmgr._internal._rattler import channel_path
-    from envmgr.credentials import host_of
+    from envmgr.credentials import basic_authorization
 
     if url.startswith("file://"):
         path = channel_path(url)
@@ -217,10 +216,8 @@ def _size(url: str, creds: Credentials | None) -> int | None:
         except OSError:
             return None
     request = urllib.request.Request(url, method="HEAD")
-    entry = creds.for_host(host_of(url)) if creds else None
-    if entry is not None:
-        pair = base64.b64encode(f"{entry.username}:{entry.secret}".encode()).decode()
-        request.add_header("Authorization", f"Basic {pair}")
+    if (header := basic_authorization(creds, url)) is not None:
+        request.add_header("Authorization", header)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http(s) only
             length = response.headers.get("Content-Length")

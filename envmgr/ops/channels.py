@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from envmgr._internal import _rattler
 from envmgr.config import Config, PipIndex
-from envmgr.credentials import activate, host_of, load_credentials, redact
+from envmgr.credentials import activate, basic_authorization, host_of, load_credentials, redact
 from envmgr.errors import EnvmgrError
 
 PIP_TIMEOUT = 15
@@ -70,7 +70,6 @@ def probe_pip_index(config: Config) -> ChannelProbe | None:
 
 
 def _probe_index(config: Config, url: str) -> ChannelProbe:
-    import base64
     import urllib.error
     import urllib.request
 
@@ -84,10 +83,8 @@ def _probe_index(config: Config, url: str) -> ChannelProbe:
         return ChannelProbe("pip index", url, error=None if ok else f"no index at {path}",
                             hint=None if ok else "fix pip.index_url in the config")
     request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD")
-    entry = creds.for_host(host_of(url)) if creds else None
-    if entry is not None:
-        pair = base64.b64encode(f"{entry.username}:{entry.secret}".encode()).decode()
-        request.add_header("Authorization", f"Basic {pair}")
+    if (header := basic_authorization(creds, url)) is not None:
+        request.add_header("Authorization", header)
     try:
         with urllib.request.urlopen(request, timeout=PIP_TIMEOUT):  # noqa: S310 - http(s) only (config check)
             return ChannelProbe("pip index", url)
