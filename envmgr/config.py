@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,7 @@ class Config:
     advisories_dir: Path | None = None
     advisories_mode: str = "warn"
 
-    @property
+    @cached_property  # one Layout per config: its own path caches then last (status, issue 14)
     def layout(self) -> Layout:
         return Layout(self.root)
 

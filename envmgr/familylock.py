@@ -102,7 +102,7 @@ class LockFile:
             os.close(fd)  # closing the description drops the flock
 
 
-def lock_held(path: Path) -> bool:
+def lock_held(path: str | os.PathLike[str]) -> bool:
     """Whether a builder holds the lock file at ``path`` (filelock's exclusive ``flock``).
 
     A shared, non-blocking ``flock`` on a read-only descriptor conflicts with
@@ -126,7 +126,8 @@ def lock_held(path: Path) -> bool:
 
 def holder_info(layout: Layout, family: str) -> dict | None:
     """Who is building ``family`` now, or None if nobody holds the lock."""
-    if not lock_held(layout.build_lock(family)):
+    if not lock_held(f"{os.fspath(layout.locks_dir)}/{family}.lock"):  # layout.build_lock, as a str:
+        # status asks for every family (issue 14)
         return None
     return read_json(layout.build_lock_holder(family)) or {"step": "unknown"}
 

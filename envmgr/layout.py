@@ -19,6 +19,7 @@ status report cannot disagree about the layout (docs/design.md describes it).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -27,6 +28,9 @@ from pathlib import Path
 STAGING_PREFIX = ".staging-"
 FAILED_PREFIX = ".failed-"  # a failed build kept for diagnosis: envs/<family>/.failed-<id>
 LATEST = "latest"
+# Spec files in a specs directory (define.spec.spec_files; the status cache lists them without it)
+SPEC_SUFFIXES = (".yaml", ".yml")
+NOT_SPECS = ("policy.yaml", "policy.yml")  # the package policy beside the specs (envmgr.policy)
 
 # A build id is a UTC timestamp plus a short hash of the lock: it sorts by time,
 # is unique, and stays short because conda prefixes have a path-length budget.
@@ -126,6 +130,7 @@ class Layout:
     def locks_dir(self) -> Path:
         return self.root / "locks"
 
+    @lru_cache(maxsize=16384)  # status probes every family's lock
     def build_lock(self, family: str) -> Path:
         return self.locks_dir / f"{family}.lock"
 
@@ -179,8 +184,11 @@ class Layout:
         """Families that have an envs/ or records/ directory, sorted."""
         names: set[str] = set()
         for parent in (self.envs_dir, self.records_dir):
-            if parent.is_dir():
-                names.update(p.name for p in parent.iterdir() if p.is_dir())
+            try:
+                with os.scandir(parent) as entries:  # d_type: no stat per family (status, issue 14)
+                    names.update(e.name for e in entries if e.is_dir())
+            except (FileNotFoundError, NotADirectoryError):
+                continue
         return sorted(names)
 
     def published_builds(self, family: str) -> list[str]:

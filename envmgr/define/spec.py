@@ -27,6 +27,7 @@ from envmgr.errors import UsageError
 from envmgr.units import parse_size
 from envmgr.yamlcheck import FileProblems, Problem, YamlChecker, read_yaml
 from envmgr.config import PycOverride, parse_pyc_section
+from envmgr.layout import NOT_SPECS, SPEC_SUFFIXES  # the status cache lists spec files without this module
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 RELEASE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # lowercase: Jupyter lowercases kernel names
@@ -34,8 +35,6 @@ ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MAX_NAME_LEN = 40  # keeps prefix paths and kernel names short
 KNOWN_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
-SPEC_SUFFIXES = (".yaml", ".yml")
-NOT_SPECS = ("policy.yaml", "policy.yml")  # the package policy beside the specs (envmgr.policy)
 
 
 class SpecError(FileProblems, UsageError):

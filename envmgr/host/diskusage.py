@@ -63,21 +63,29 @@ class DiskUsage:
         return data
 
 
-def _listing(path: Path) -> list[str]:
+def _folder_stamp(path: str) -> str:
+    """A folder's (inode, mtime_ns, ctime_ns): every entry added, removed or renamed changes it."""
     try:
-        return sorted(os.listdir(path))
+        st = os.stat(path)
     except OSError:
-        return []
+        return "-"
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def fingerprint(config: Config, families: list[str]) -> str:
-    """Changes whenever a build, a failed or staged prefix, trash or a cached package changes."""
+    """Changes whenever a build, a failed or staged prefix, trash or a cached package changes.
+
+    One stat per folder, not a listing (issue 14: 500 families): published prefixes
+    never change, so what can change a family's bytes is an entry of its envs folder
+    appearing or going, which changes the folder's mtime.
+    """
     layout = config.layout
     h = hashlib.sha256()
-    parts = [("pkgs", Path(config.pkgs_dir)), ("trash", layout.trash_dir)]
-    parts += [(f"family:{f}", layout.family_dir(f)) for f in families]
+    envs = os.fspath(layout.envs_dir)
+    parts = [("pkgs", os.fspath(config.pkgs_dir)), ("trash", os.fspath(layout.trash_dir))]
+    parts += [(f"family:{f}", f"{envs}/{f}") for f in families]
     for name, path in parts:
-        h.update(f"{name}\0{path}\0{'/'.join(_listing(path))}\n".encode())
+        h.update(f"{name}\0{path}\0{_folder_stamp(path)}\n".encode())
     return h.hexdigest()
 
 
