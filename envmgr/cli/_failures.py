@@ -13,7 +13,6 @@ click/typer, an interruption or a bug), is reported the same way:
 
 from __future__ import annotations
 
-import json
 import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:  # rich loads when text is printed: --json output needs none of it
     from rich.console import Console
 
-from .._internal import _click
+from .._internal import _click, _json
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, EnvmgrError
 from ..results import envelope
 
@@ -46,15 +45,21 @@ def error_json(kind: str, message: str, hint: str | None, exit_code: int) -> dic
 def write_json(stream: TextIO, document: dict[str, Any]) -> None:
     """Plain JSON on ``stream`` (stdout): no colour, no wrapping, one document, no rich needed.
 
-    Indented for a terminal; one line for a pipe or file, which json's C encoder writes
-    ~4x faster (a status of 5,000 builds is 2.4 MiB: 0.19 s indented, 0.04 s not).
+    Indented for a terminal; one line for a pipe or file. Encoded by orjson
+    (_internal/_json.py): a status of 5,000 builds is 2.4 MiB, 45 ms with json.
     """
     try:
         tty = stream.isatty()
     except (AttributeError, ValueError):
         tty = False
-    stream.write(json.dumps(document, indent=2 if tty else None, default=str) + "\n")
-    stream.flush()
+    binary = getattr(stream, "buffer", None)  # stdout: orjson's UTF-8 bytes as they are
+    if binary is not None and (getattr(stream, "encoding", "") or "").lower().replace("-", "") == "utf8":
+        stream.flush()
+        binary.write(_json.dump_bytes(document, indent=tty) + b"\n")
+        binary.flush()
+    else:  # another encoding, or a text-only stream: ASCII with escapes fits any of them
+        stream.write(_json.dumps_ascii(document, indent=tty) + "\n")
+        stream.flush()
 
 
 def _emit_json(out: Console, command: str, error: dict[str, Any]) -> None:
