@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,15 +30,24 @@ def stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
-def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text``; a reader sees the old or the new file, never a part."""
+def atomic_write_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True,
+                      tmp_dir: Path | None = None) -> None:
+    """Replace ``path`` with ``text``; a reader sees the old or the new file, never a part.
+
+    ``durable=False`` skips the fsync: for caches, where a file a power cut empties
+    is only a miss, and a 2 MB fsync would cost more than the cache saves.
+    ``tmp_dir`` (same filesystem) holds the temporary file instead of ``path``'s
+    folder: the rename then changes that folder's mtime too, in the same step
+    (records.save: one stat of a family's records folder sees every record change).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=tmp_dir or path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
@@ -48,8 +58,9 @@ def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
         raise
 
 
-def atomic_write_json(path: Path, data: Any, *, mode: int = 0o644) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", mode=mode)
+def atomic_write_json(path: Path, data: Any, *, mode: int = 0o644, tmp_dir: Path | None = None) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", mode=mode,
+                      tmp_dir=tmp_dir)
 
 
 def fsync_dir(path: Path) -> None:
@@ -93,13 +104,20 @@ class _suppress_missing:
         return exc_type is FileNotFoundError
 
 
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Remove leftovers of interrupted atomic writes in ``directory``."""
+def remove_stale_temps(directory: Path, min_age_seconds: float = 0) -> list[Path]:
+    """Remove leftovers of interrupted atomic writes in ``directory``.
+
+    ``min_age_seconds`` spares younger ones: a write another process (gc, under
+    its own lock) is making now.
+    """
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
+    cutoff = time.time() - min_age_seconds
     for entry in directory.iterdir():
         if entry.name.startswith(".") and TMP_MARK in entry.name:
+            if min_age_seconds and _mtime(entry) > cutoff:
+                continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -107,6 +125,13 @@ def remove_stale_temps(directory: Path) -> list[Path]:
                     entry.unlink()
             removed.append(entry)
     return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def iter_files(root: Path) -> Iterator[os.stat_result]:

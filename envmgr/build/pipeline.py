@@ -142,6 +142,9 @@ def recover(layout: Layout, family: str, log: Progress = no_progress) -> list[st
             if entry.name.startswith(STAGING_PREFIX):
                 actions.append(remove_staging(entry))
         actions += [f"removed temp {p.name}" for p in remove_stale_temps(family_dir)]
+    # records.save's temporary files (gc may be writing one now under its own lock: spare young ones)
+    actions += [f"removed temp {p.name}" for p in remove_stale_temps(layout.family_records(family),
+                                                                       min_age_seconds=3600)]
     latest = layout.latest_build(family)
     for rec in records.all_records(layout, family):
         published = layout.prefix(family, rec.build_id).is_dir()

@@ -76,7 +76,16 @@ def record_file(layout: Layout, family: str, build_id: str) -> Path:
 
 
 def save(layout: Layout, record: BuildRecord) -> None:
-    atomic_write_json(record_file(layout, record.family, record.build_id), record.to_json())
+    """Replace the record by a rename from the family's records folder.
+
+    The temporary file lives in ``records/<family>/``, not beside ``build.json``:
+    the rename that publishes the record also changes that folder's mtime, in the
+    same atomic step, so one ``stat`` of the folder tells whether any record of
+    the family changed (the status cache keys on it, ops/statuscache.py). Every
+    writer of a record comes through here.
+    """
+    atomic_write_json(record_file(layout, record.family, record.build_id), record.to_json(),
+                      tmp_dir=layout.family_records(record.family))
 
 
 def load(layout: Layout, family: str, build_id: str) -> BuildRecord | None:
