@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from envmgr._internal import _json
 from envmgr.fsutil import atomic_write_text, stat_key
 
 FORMAT = 1
@@ -32,7 +33,8 @@ MAX_ENTRIES = 64  # tests and ad-hoc configs come and go: keep the newest only
 Key = list[int]
 
 
-def _store_path() -> Path | None:
+def user_cache_dir() -> Path | None:
+    """``$XDG_CACHE_HOME/envmgr`` (default ``~/.cache/envmgr``); None when caches are off."""
     if os.environ.get("ENVMGR_NO_CACHE") == "1":
         return None
     base = os.environ.get("XDG_CACHE_HOME")
@@ -41,7 +43,12 @@ def _store_path() -> Path | None:
             base = str(Path.home() / ".cache")
         except (KeyError, RuntimeError):  # no home directory: no cache
             return None
-    return Path(base) / "envmgr" / "config-docs.json"
+    return Path(base) / "envmgr"
+
+
+def _store_path() -> Path | None:
+    folder = user_cache_dir()
+    return None if folder is None else folder / "config-docs.json"
 
 
 def _key(path: Path) -> tuple[str, Key] | None:
@@ -52,7 +59,7 @@ def _key(path: Path) -> tuple[str, Key] | None:
     return str(path.resolve()), list(stat_key(st))
 
 
-def _ours(path: Path) -> bool:
+def ours(path: Path) -> bool:
     """Owned by this user and writable by nobody else (checked for the file and its folder).
 
     ``sudo envmgr`` may keep the caller's HOME: a cache another user can write
@@ -65,13 +72,30 @@ def _ours(path: Path) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def _read_store(store: Path) -> dict[str, Any]:
-    if not (_ours(store.parent) and _ours(store)):
-        return {}
+def read_private(store: Path) -> Any:
+    """The JSON in the user's own cache file ``store`` (see ``ours``), else None."""
+    if not (ours(store.parent) and ours(store)):
+        return None
     try:
-        data = json.loads(store.read_text(encoding="utf-8"))
+        with open(store, "rb") as handle:
+            return _json.loads(handle.read())
     except (OSError, ValueError):
-        return {}
+        return None
+
+
+def write_private(store: Path, text: str) -> None:
+    """Write a cache file 0600 in a 0700 folder of the user's own; best effort (a cache)."""
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not ours(store.parent):  # someone else's folder: neither read nor write it
+            return
+        atomic_write_text(store, text, mode=0o600, durable=False)
+    except OSError:
+        return
+
+
+def _read_store(store: Path) -> dict[str, Any]:
+    data = read_private(store)
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("docs"), dict):
         return {}
     return data["docs"]
@@ -123,10 +147,4 @@ def store_doc(path: Path, doc: Any) -> None:
     docs[key[0]] = {"key": key[1], "doc": plain}
     while len(docs) > MAX_ENTRIES:
         docs.pop(next(iter(docs)))
-    try:
-        store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not _ours(store.parent):  # someone else's folder: neither read nor write it
-            return
-        atomic_write_text(store, json.dumps({"format": FORMAT, "docs": docs}), mode=0o600)
-    except OSError:
-        return
+    write_private(store, json.dumps({"format": FORMAT, "docs": docs}))

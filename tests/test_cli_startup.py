@@ -11,8 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
+
+from envmgr.ops.statuscache import RACY_SECONDS
 
 from .conftest import json_of, write_spec
 
@@ -67,12 +70,22 @@ def test_status_builds_gc_dry_run_on_a_built_root(site, envmgr_cli) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert json_of(proc)["ok"] is True
         assert heavy(names) == [], f"envmgr {' '.join(args)} imported {heavy(names)}"
+    # A status served from the status cache (ops/statuscache.py) reads no record, parses no spec
+    # and plans nothing: gc's planner, the spec module and the catalog readers stay unloaded.
+    time.sleep(RACY_SECONDS + 0.2)
+    imported("status", "--json", config=site["config"])  # stores every family
+    proc, names = imported("status", "--json", config=site["config"])
+    result = json_of(proc)["result"]
+    assert result["cached_families"] == len(result["families"]) > 0
+    assert among(names, NOT_FOR_CACHED_STATUS) == [], among(names, NOT_FOR_CACHED_STATUS)
 
 
 # What issue 14's start-up work removed from commands that do not need it (docs/benchmarks.md,
 # "CLI start-up"): pydantic (typer >= 0.29 coerces options through it; _internal._typer),
 # rich (no text is printed under --json), filelock (asyncio), ruamel (no YAML to read).
 NOT_FOR_JSON_STATUS = ("pydantic", "rich", "filelock", "ruamel", "asyncio", "packaging", "click")
+NOT_FOR_CACHED_STATUS = ("envmgr.gc", "envmgr.catalog.governing", "envmgr.catalog.inventory",
+                         "envmgr.define", "envmgr.ops.usage", "envmgr.ops.advisories")
 # An unchanged nightly solves and syncs kernels; it writes no lock, SBOM or pip lock.
 NOT_FOR_UNCHANGED = ("pydantic", "rich", "filelock", "conda_lock", "jupyter_client", "cyclonedx",
                      "packageurl", "packaging", "envmgr.lock.pip", "envmgr.catalog.sbom",

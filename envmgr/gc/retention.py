@@ -357,4 +357,17 @@ def plan_family(inp: FamilyInput, now: dt.datetime) -> FamilyPlan:
     return FamilyPlan(inp.view.family, inp.view.latest, inp.policy, decisions, inp.deferred)
 
 
+def next_change(plan: FamilyPlan, now: dt.datetime) -> dt.datetime | None:
+    """The first moment after ``now`` at which a decision of ``plan`` changes by time alone.
+
+    Time enters a decision only through a grace or an inspection period that
+    ends (a reason whose ``until`` has a time of day) and through a stable
+    release's end (an ``until`` date). The dates are left out: callers that
+    keep a plan (ops/statuscache.py) keep it for one day at most.
+    """
+    ends = [parse_iso(r.until) for d in plan.decisions for r in d.reasons if r.until and "T" in r.until]
+    later = [e for e in ends if e is not None and e > now]
+    return min(later) if later else None
+
+
 # -- stable releases near their end (for `stable list` and `status`) ---------------------

@@ -78,6 +78,22 @@ class FamilyStatus:
                 "disk_bytes": self.disk_bytes, "spec_source": self.spec_source, "note": self.note,
                 "warnings": [w.to_json() for w in self.warnings], "description": self.description}
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> FamilyStatus:
+        """An entry as ``to_json`` wrote it (the status cache, ops/statuscache.py)."""
+        kernels = []
+        if doc["kernels"]:  # usage's imports (gc's planner) only where kernels run: start-up, issue 14
+            from envmgr.ops.usage import BuildKernels
+
+            kernels = [BuildKernels(k["build_id"], k["kernels"], tuple(k["users"]), k["other_host"],
+                                    k["lease_held"]) for k in doc["kernels"]]
+        return cls(family=doc["family"], group=doc["group"], display_name=doc["display_name"],
+                   latest=doc["latest"], last_run=doc["last_run"], last_build=doc["last_build"],
+                   stable=doc["stable"], gc_waiting=doc["gc_waiting"], building=doc["building"],
+                   disk_bytes=doc["disk_bytes"], spec_source=doc["spec_source"], note=doc["note"],
+                   warnings=[StatusWarning(**w) for w in doc["warnings"]], kernels=kernels,
+                   description=doc["description"])
+
 
 # -- per-family pieces ---------------------------------------------------------------
 
@@ -255,6 +271,7 @@ class StatusReport:
     lock_safety: LockSafety
     warnings: list[StatusWarning]
     processes_scanned: bool = False
+    cached_families: int = 0  # entries the status cache served (ops/statuscache.py)
     seconds: float = 0.0
 
     exit_code = EXIT_OK
@@ -269,61 +286,111 @@ class StatusReport:
                 "filesystem": {**(self.mount.to_json() if self.mount else {}),
                                "lock_safety": self.lock_safety.to_json()},
                 "warnings": [w.to_json() for w in self.warnings],
-                "processes_scanned": self.processes_scanned, "seconds": self.seconds}
+                "processes_scanned": self.processes_scanned, "cached_families": self.cached_families,
+                "seconds": self.seconds}
 
 
-def _family_status(config: Config, family: str, now: dt.datetime, today: dt.date,
-                   index: dict[str, SpecChoice], scan: ProcessScan) -> FamilyStatus:
-    from envmgr.catalog.governing import family_spec
-    from envmgr.gc.retention import plan_family
+@dataclass
+class _Entry:
+    """A family's status without its live part: what the status cache keeps."""
+
+    status: FamilyStatus  # building None, warnings empty: both are made on every call
+    notices: list[StatusWarning]  # warnings that need no clock: advisories, an unreadable spec
+    until: dt.datetime | None = None  # the first moment a gc decision changes by time alone
+
+
+def _compute(config: Config, family: str, choice: SpecChoice, now: dt.datetime, today: dt.date,
+             scan: ProcessScan) -> _Entry:
+    from envmgr.gc.retention import next_change, plan_family
     from envmgr.ops.advisories import status_advisories, warning_text
     from envmgr.ops.usage import family_kernels
 
     layout = config.layout
-    choice = family_spec(config, family, index)
     inp, note = _gather(config, family, choice, scan)
     spec = choice.spec
+    plan = plan_family(inp, now)
     fs = FamilyStatus(
         family=family, group=spec.group if spec else "Other",
         display_name=spec.display_name if spec else family,
         latest=_latest(inp, now), last_run=_last_run(layout, family),
         last_build=_last_build(inp.view), stable=_stable(inp, today),
-        gc_waiting=_gc_waiting(inp, plan_family(inp, now)), building=_building(layout, family, now),
+        gc_waiting=_gc_waiting(inp, plan), building=None,
         spec_source=choice.source, note=note, kernels=family_kernels(inp.usage),
         description=spec.description if spec else "")
-    fs.warnings = family_warnings(fs, now)
+    notices: list[StatusWarning] = []
     for adv in status_advisories(layout, family, fs.latest, fs.stable):  # the last stored check
-        _warn(fs.warnings, "advisory", warning_text(family, adv), family)
+        _warn(notices, "advisory", warning_text(family, adv), family)
     if choice.error:
-        _warn(fs.warnings, "spec-unreadable", f"{family}: its spec {choice.source} cannot be read "
+        _warn(notices, "spec-unreadable", f"{family}: its spec {choice.source} cannot be read "
               f"({choice.error}); gc defers the family", family)
+    return _Entry(fs, notices, next_change(plan, now))
+
+
+def _cached(entry: dict[str, Any], now: dt.datetime) -> _Entry:
+    fs = FamilyStatus.from_json(entry["status"])
+    latest = fs.latest
+    if latest is not None:  # ages move with the clock; what they count from does not
+        latest["age_seconds"] = _age_seconds(latest.get("since"), now)
+        if "built_age_seconds" in latest:
+            latest["built_age_seconds"] = _age_seconds(latest.get("built"), now)
+    return _Entry(fs, [StatusWarning(**w) for w in entry["notices"]])
+
+
+def _finish(config: Config, entry: _Entry, now: dt.datetime) -> FamilyStatus:
+    """Add the live part: who builds the family now, and the warnings at ``now``."""
+    fs = entry.status
+    fs.building = _building(config.layout, fs.family, now)
+    fs.warnings = family_warnings(fs, now) + entry.notices
     return fs
 
 
 def _family_statuses(config: Config, families: list[str], now: dt.datetime, today: dt.date,
-                     processes: bool) -> list[FamilyStatus]:
-    from envmgr.catalog.governing import spec_index
-    from envmgr.host.procscan import ProcessScan, scan_processes
+                     processes: bool, refresh: bool) -> tuple[list[FamilyStatus], int]:
+    """Every family's status, and how many came from the status cache (ops/statuscache.py).
 
-    index = spec_index(config)
+    The key is read before the entry is computed: a change in between makes the
+    stored key older than the entry, which costs a miss next time, never a stale hit.
+    ``processes`` (the /proc scan changes every entry) bypasses the cache.
+    """
+    from envmgr.host.procscan import ProcessScan, scan_processes
+    from envmgr.ops.statuscache import StatusCache
+
     scan = scan_processes(config.layout.envs_dir) if processes else ProcessScan()
-    return [_family_status(config, f, now, today, index, scan) for f in families]
+    cache = StatusCache(config, today, enabled=not processes)
+    use = cache.enabled
+    out, hits = [], 0
+    for family in families:
+        key = cache.key(family) if use else None
+        stored = cache.get(family, key, now) if key is not None and not refresh else None
+        if stored is not None:
+            entry, hits = _cached(stored, now), hits + 1
+        else:
+            entry = _compute(config, family, cache.governing.choice(family), now, today, scan)
+            if key is not None:
+                cache.put(family, key, entry.status.to_json(), [w.to_json() for w in entry.notices],
+                          entry.until)
+        out.append(_finish(config, entry, now))
+    if use:
+        cache.save(families)
+    return out, hits
 
 
 def collect_status(config: Config, *, disk: bool = True, refresh_disk: bool = False,
                    processes: bool = False, mounts_text: str | None = None,
-                   today: dt.date | None = None) -> StatusReport:
+                   today: dt.date | None = None, now: dt.datetime | None = None) -> StatusReport:
     """Everything `envmgr status` shows.
 
     ``processes`` adds gc's /proc scan (processes using a prefix without a
     lease; costs a walk of every process's maps). ``mounts_text`` replaces
-    /proc/self/mounts (tests, diagnosis).
+    /proc/self/mounts (tests, diagnosis). ``refresh_disk`` (``--refresh``)
+    also recomputes every family instead of taking it from the status cache.
     """
     start = time.monotonic()
-    now = utcnow()
+    now = now or utcnow()
     today = today or dt.date.today()
     families = config.layout.families()
-    statuses = _family_statuses(config, families, now, today, processes) if families else []
+    statuses, cached = (_family_statuses(config, families, now, today, processes, refresh_disk)
+                        if families else ([], 0))
     statuses.sort(key=lambda f: (f.group.lower(), f.family))
     usage = disk_report(config, families, refresh=refresh_disk) if disk and config.root.is_dir() else None
     if usage is not None:
@@ -334,6 +401,5 @@ def collect_status(config: Config, *, disk: bool = True, refresh_disk: bool = Fa
     warnings = [w for f in statuses for w in f.warnings] + global_warnings(safety, usage)
     return StatusReport(root=config.root, host=socket.gethostname(), generated=iso(now) or "",
                         families=statuses, disk=usage, mount=mount, lock_safety=safety,
-                        warnings=warnings, processes_scanned=processes,
+                        warnings=warnings, processes_scanned=processes, cached_families=cached,
                         seconds=round(time.monotonic() - start, 3))
-
