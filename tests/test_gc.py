@@ -878,3 +878,44 @@ def test_a_deletion_is_sized_once_and_the_figure_kept_with_its_record(base, tmp_
     assert by_id(again)[old]["bytes"] == 12345 and again["summary"]["freed_bytes"] >= 12345
     done = gc_json(config, "--no-prune-cache")  # the real run counts what it really freed
     assert by_id(done)[old]["state"] == "deleted" and by_id(done)[old]["bytes"] == first["bytes"]
+
+
+def test_gc_prunes_what_uv_no_longer_reaches_and_keeps_what_it_reuses(base, tmp_path):
+    """uv's cache (pip packages) is pruned by uv itself, only while no build runs."""
+    from envmgr._internal._uv import uv_bin
+
+    from .pypi_index import make_wheel
+
+    config, layout = make_site(tmp_path, base, pkgs_in_root=True)
+    clone(base, layout, bid(1), finished=NOW)
+    publish(layout, bid(1))
+    cache = layout.root / "pkgs" / "uv-cache"
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "beam-helper", "1.0")
+    filled = subprocess.run([uv_bin(), "pip", "install", "--no-index", "--find-links", str(wheels),
+                             "--target", str(tmp_path / "target"), "--python", sys.executable,
+                             "--cache-dir", str(cache), "--link-mode", "copy", "beam-helper"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "UV_NO_CONFIG": "1"})
+    assert filled.returncode == 0, filled.stderr
+    reusable = sorted(p for p in cache.rglob("*") if p.is_file() and "wheels-v0" not in p.parts)
+    assert reusable
+    stale = cache / "wheels-v0" / "pypi" / "beam-helper" / "beam_helper-0.9-py3-none-any.whl"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\0" * 65536)  # a bucket of an older uv's cache layout
+
+    dry = gc_json(config, "--dry-run")
+    assert dry["cache"]["uv"]["ran"] is False and dry["cache"]["uv"]["bytes"] >= 65536
+    assert stale.exists()
+    with family_lock(layout, "fam"):  # a build runs: uv may be using the cache
+        busy = gc_json(config)
+    assert busy["cache"]["skipped"] and busy["cache"]["uv"]["ran"] is False and stale.exists()
+
+    result = gc_json(config)
+    assert result["cache"]["uv"] == {"ran": True, "bytes": result["cache"]["uv"]["bytes"], "error": None}
+    assert result["cache"]["uv"]["bytes"] >= 65536
+    assert not stale.exists()
+    assert [p for p in reusable if not p.exists()] == [], "uv pruned what a later install reuses"
+    text = run_envmgr("gc", config=config)
+    assert text.returncode == 0, text.stderr
+    assert "uv cache: pruned" in text.stdout

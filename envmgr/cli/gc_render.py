@@ -64,6 +64,10 @@ def render_gc(result: GcResult) -> Iterable[Any]:
         if cache.pyc.entries or cache.pyc.markers:
             yield Text(f".pyc cache: {verb} {cache.pyc.entries} entries no prefix links "
                        f"({human_bytes(cache.pyc.bytes)})")
+        if result.dry_run and cache.uv.bytes:
+            yield Text(f"uv cache: {human_bytes(cache.uv.bytes)}; `uv cache prune` runs after collection")
+        elif cache.uv.ran and not cache.uv.error:
+            yield Text(f"uv cache: pruned {human_bytes(cache.uv.bytes)} uv no longer reaches")
     for line in result.recovered:
         yield Text(f"recovered: {line}", style="yellow")
     if result.pending_trash:

@@ -56,7 +56,7 @@ from envmgr.osfault import step_guard
 from envmgr.host.procscan import ProcessScan, scan_processes
 from envmgr.clock import iso, utcnow
 from envmgr.results import Progress, no_progress
-from envmgr.gc import deletionsize
+from envmgr.gc import deletionsize, uvcache
 from envmgr.build import pycache
 from .inputs import gather_family
 from .retention import (
@@ -91,10 +91,12 @@ class CacheReport:
     kept: int = 0
     skipped: str | None = None
     pyc: pycache.PycPrune = field(default_factory=pycache.PycPrune)  # .pyc entries no prefix links
+    uv: uvcache.UvPrune = field(default_factory=uvcache.UvPrune)  # `uv cache prune` (pip packages)
 
     def to_json(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "pruned": self.pruned, "pruned_count": len(self.pruned),
-                "kept_count": self.kept, "skipped": self.skipped, "pyc": self.pyc.to_json()}
+                "kept_count": self.kept, "skipped": self.skipped, "pyc": self.pyc.to_json(),
+                "uv": self.uv.to_json()}
 
 
 @dataclass
@@ -466,6 +468,7 @@ def dry_run(config: Config, families: list[str], now: dt.datetime, prune: bool) 
     result.freed_bytes = trash.freed_bytes(tables) + known
     if prune and not result.cache.skipped:
         result.cache.pyc = pycache.prune(Path(config.pkgs_dir), apply=False, leaving=_links_in(tables))
+        result.cache.uv = uvcache.measure(Path(config.pkgs_dir))  # held now; uv decides what goes
         result.cache.pyc.exact = not known
         result.freed_bytes += result.cache.pyc.bytes
     return result
@@ -545,7 +548,21 @@ def collect(config: Config, families: list[str] | None = None, *, dry_run_only: 
         empty_trash(layout, Path(config.pkgs_dir), result, progress)
         if prune and not result.cache.skipped:
             prune_pyc(config, result)
+        if prune and not result.cache.skipped:
+            prune_uv(config, result)
     return result
+
+
+def prune_uv(config: Config, result: GcResult) -> None:
+    """``uv cache prune`` (gc/uvcache.py) while no build, and so no uv, runs for this root."""
+    with pkgcache.no_build_running(config.layout) as busy:
+        if busy:
+            result.cache.skipped = busy
+            return
+        result.cache.uv = uvcache.prune(Path(config.pkgs_dir))
+    if result.cache.uv.error:
+        result.errors.append(f"uv cache: {result.cache.uv.error}")
+    result.freed_bytes += result.cache.uv.bytes
 
 
 def prune_pyc(config: Config, result: GcResult) -> None:
