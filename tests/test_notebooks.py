@@ -210,7 +210,12 @@ def test_gc_then_restore_brings_the_build_and_its_stable_kernel_back(nbsite, tmp
     assert killed.returncode == -9, killed.stdout + killed.stderr
     assert not prefix.exists() and records.load(layout, "example", a).deleted, "still a tombstone"
     assert layout.staging("example", a).is_dir()
-    proc = nbsite.cli("restore", "--json", "example", a)  # clears the staging, restores
+    killed = run_envmgr("restore", "example", a, config=nbsite.config_file,
+                        env={"ENVMGR_FAULT_POINT": "restore-renamed"})  # SIGKILL just after the rename
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert prefix.is_dir() and not layout.staging("example", a).exists(), "the staging was cleared, renamed"
+    assert records.load(layout, "example", a).deleted, "killed before the record was finished"
+    proc = nbsite.cli("restore", "--json", "example", a)  # finds the prefix in place, finishes the record
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not layout.staging("example", a).exists()
     result = json_of(proc)["result"]

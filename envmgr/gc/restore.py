@@ -149,6 +149,7 @@ def _reinstall(config: Config, record: records.BuildRecord, progress: Progress) 
         make_read_only_for_others(staging)
         checkpoint("restore-rename")
         os.rename(staging, final)
+        checkpoint("restore-renamed")  # in place, record still a tombstone: a repeated restore finishes
         log(f"restored {final}")
     except (EnvmgrError, OSError) as exc:
         shutil.rmtree(staging, ignore_errors=True)  # the tombstone stays as it was
