@@ -4,18 +4,21 @@ A status reads every build's record, plans every build's gc decision and
 probes every lease: about 200 µs a build, a second for a site of 5,000 builds,
 although between two calls almost nothing changes (issue 14). This cache keeps
 each family's computed entry in the user's own cache folder
-(``$XDG_CACHE_HOME/envmgr/status-<root>.json``, see ``yamlcache.ours``) with a
-*key* made of everything the entry was computed from, read again on every
-call at the price of a ``stat`` or a listing:
+(``$XDG_CACHE_HOME/envmgr/status-<hash of the root>.json``, trusted as
+``yamlcache.ours`` says) with a *key* made of everything the entry was
+computed from, read again on every call at the price of a ``stat``:
 
-* the stat key (size, mtime_ns, inode, ctime_ns) of each file the entry reads:
-  every build's record, the family's last-run file, its stable releases, the
-  governing spec file and the latest build's recorded spec;
-* the listings of the family's records and envs folders (which builds exist,
-  which are published, which failed prefixes are kept) and the latest link's
-  target;
+* the family's records folder and envs folder, each standing for what is in
+  it, because every change there is a rename or an entry added or removed:
+  ``records.save`` renames each ``build.json`` from ``records/<family>/`` and
+  ``last-run.json`` is replaced there; publication, the latest link, failed
+  prefixes, gc and restore rename in ``envs/<family>/``;
+* the stable-release file and the governing spec: the specs directory's
+  listing (paths and stats) maps each family to its spec file without parsing
+  one, and a family with none there is keyed on its latest build's recorded
+  spec;
 * the leases, probed live as gc probes them: the names in the family's lease
-  folder and the full usage of each held one;
+  folder and gc's usage of each held one;
 * for the whole file: the package's code (a stat of each module), the
   configuration, the last advisories check and today's date (a stable
   release's days left change at midnight).
@@ -23,17 +26,17 @@ call at the price of a ``stat`` or a listing:
 An entry also has a horizon: the first moment a gc decision changes by time
 alone (``retention.next_change``: a grace or an inspection period ending).
 Two parts are never cached: who builds the family now (the lock is probed on
-every call) and the warnings, which are made again from the entry and the
-clock. ``--processes`` (gc's /proc scan) and ``ENVMGR_NO_CACHE=1`` bypass the
-cache; ``--refresh`` recomputes every entry and stores it.
+every call) and the warnings, made again from the entry and the clock; ages
+are moved to now. ``--processes`` (gc's /proc scan) and ``ENVMGR_NO_CACHE=1``
+bypass the cache; ``--refresh`` recomputes every entry and stores it.
 
-The writers of those files take no part: each replaces a file by rename (a new
-inode) or adds and removes entries (the listings). What a stat key cannot see
-is a second change within the same clock tick (git calls such files "racy"):
-an entry whose inputs changed less than ``RACY_SECONDS`` before it was computed
-is not stored. ``tests/test_status_cache.py`` checks that every file a family's
-entry opens or lists is in its key, and that cached and fresh reports agree
-through the lifecycle.
+Writers take no part beyond the rename rule above, so a writer killed at any
+instant leaves nothing for the cache to get wrong. What a stat cannot see is
+a second change within the same timestamp tick (git calls such files
+"racy"): an entry whose inputs changed less than ``RACY_SECONDS`` before it
+was computed is not stored. ``tests/test_status_cache.py`` checks, with audit
+hooks, that every file an entry opens or lists is in its key, and that cached
+and fresh reports agree through each kind of change.
 """
 
 from __future__ import annotations
