@@ -40,7 +40,7 @@ from envmgr.layout import Layout
 from envmgr.catalog.records import BuildRecord
 from envmgr.clock import iso
 from envmgr.catalog.governing import expiring_releases
-from envmgr.gc.retention import FamilyInput, Policy, Usage, effective_policy, plan_family
+from envmgr.gc.retention import FamilyInput, RetentionRules, Usage, effective_policy, plan_family
 from envmgr.define.spec import Retention
 
 from .conftest import json_of, run_envmgr, write_config, write_spec
@@ -102,7 +102,7 @@ def test_planner_rules_each_keep_reason_and_expiry():
                 stable.StableRelease("fam", "2025.1", bid(3), (NOW - day).date())]
     v = view(recs, latest=8, releases=releases,
              published={bid(9): True, bid(12): False, bid(13): False})
-    policy = Policy(keep_previous=2, grace_days=7, failed_days=14, pinned=frozenset({bid(4)}))
+    policy = RetentionRules(keep_previous=2, grace_days=7, failed_days=14, pinned=frozenset({bid(4)}))
     # 7 was retired 3 days ago (grace 7) and must not count in the rollback window.
     got = decisions(plan_family(FamilyInput(v, policy, failed_on_disk=frozenset({bid(10)})), NOW))
     assert got == {
@@ -132,7 +132,7 @@ def test_planner_in_use_keeps_an_expired_build_and_deferral_keeps_everything():
     ago = lambda days: iso(NOW - dt.timedelta(days=days))  # noqa: E731
     recs = [rec(1, latest_since=ago(90), latest_until=ago(60)), rec(2, latest_since=ago(60))]
     v = view(recs, latest=2)
-    policy = Policy(0, 7, 14)
+    policy = RetentionRules(0, 7, 14)
     usage = {bid(1): Usage(lease_held=True, lease_pids=(4242,), host="hub1")}
     plan = plan_family(FamilyInput(v, policy, usage), NOW)
     d1 = plan.decisions[0]
@@ -150,16 +150,16 @@ def test_planner_in_use_keeps_an_expired_build_and_deferral_keeps_everything():
 def test_grace_when_latest_until_was_lost_counts_from_the_successor():
     since = iso(NOW - dt.timedelta(days=2))
     recs = [rec(1, latest_since=iso(NOW - dt.timedelta(days=30))), rec(2, latest_since=since)]
-    plan = plan_family(FamilyInput(view(recs, latest=2), Policy(0, 7, 14)), NOW)
+    plan = plan_family(FamilyInput(view(recs, latest=2), RetentionRules(0, 7, 14)), NOW)
     assert decisions(plan)[bid(1)] == ("keep", ["grace"])
     assert f"retired {since}" in plan.decisions[0].why
 
 
 def test_effective_policy_spec_override():
     site = RetentionPolicy(keep_previous=2, grace_days=7, failed_days=14)
-    assert effective_policy(site, None) == Policy(2, 7, 14)
+    assert effective_policy(site, None) == RetentionRules(2, 7, 14)
     got = effective_policy(site, Retention(grace_days=0, pinned=("x",)), "spec")
-    assert got == Policy(2, 0, 14, frozenset({"x"}), "spec")
+    assert got == RetentionRules(2, 0, 14, frozenset({"x"}), "spec")
 
 
 def test_freed_bytes_are_hardlink_aware(tmp_path):
@@ -374,7 +374,7 @@ def test_running_kernel_keeps_a_retired_build_until_it_stops(site, envmgr_cli, t
 class Model:
     """What the test knows independently of gc: which builds exist, when retired, who runs where."""
 
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: RetentionRules):
         self.policy = policy
         self.order: list[str] = []
         self.failed: dict[str, dt.datetime] = {}
@@ -398,7 +398,7 @@ def test_randomized_builds_kernels_and_gc_never_delete_what_is_kept_or_used(base
     rng = random.Random(int(os.environ.get("ENVMGR_GC_SEED", "5")))
     config_path, layout = make_site(tmp_path, base, keep_previous=1, grace_days=2, failed_days=3)
     config = load_config(config_path=config_path)
-    model = Model(Policy(1, 2, 3))
+    model = Model(RetentionRules(1, 2, 3))
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     kernels: list[tuple[subprocess.Popen, str]] = []
     counts = {"gc": 0, "deleted": 0, "kept-in-use": 0, "refused": 0}

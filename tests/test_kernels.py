@@ -14,7 +14,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from envmgr.errors import ConfigError, UsageError
 from envmgr.kernels.kernelspecs import (
     KernelFamily,
-    StableRelease,
+    StableKernel,
     desired_kernels,
     installed_kernels,
     kernel_name,
@@ -106,7 +106,7 @@ def test_display_names_carry_the_release_name_unchanged():
 
 def test_stable_release_tuples_and_objects_are_equivalent():
     a = fam(stable=[rel("2024.1", 5)])
-    b = fam(stable=[StableRelease(*rel("2024.1", 5))])
+    b = fam(stable=[StableKernel(*rel("2024.1", 5))])
     assert a == b
 
 

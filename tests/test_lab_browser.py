@@ -119,7 +119,7 @@ def lab_kernels(lab_dirs: dict[str, Path]) -> list[LabKernel]:
     Each release and each latest gets its own build (a real prefix), so the
     test can check that a clicked card runs exactly that build.
     """
-    from envmgr.kernels.kernelspecs import KernelFamily, StableRelease, installed_kernels, sync_family_kernels
+    from envmgr.kernels.kernelspecs import KernelFamily, StableKernel, installed_kernels, sync_family_kernels
     from envmgr.layout import Layout
 
     from .test_launcher import make_build
@@ -133,7 +133,7 @@ def lab_kernels(lab_dirs: dict[str, Path]) -> list[LabKernel]:
             make_build(layout, family, build_id)
         latest = ids[None]
         _point_latest(layout, family, latest)
-        stable = [StableRelease(r, ids[r], "2026-11-22T02:13:40Z", f"{int(r[:4]) + 3}-11-22")
+        stable = [StableKernel(r, ids[r], "2026-11-22T02:13:40Z", f"{int(r[:4]) + 3}-11-22")
                   for r in releases if r]
         sync_family_kernels(kernels_dir, layout, KernelFamily(
             family=family, display_name=family_name, group=group, latest_build=latest,

@@ -32,7 +32,7 @@ IDS = {None: "20261101T021340Z-ab12cd", "2025.9": "20250901T021340Z-ab12cd",
 @pytest.fixture(scope="module")
 def example(lab_dirs: dict[str, Path]) -> dict:  # noqa: F811
     from envmgr.kernels import retired
-    from envmgr.kernels.kernelspecs import KernelFamily, StableRelease, sync_family_kernels
+    from envmgr.kernels.kernelspecs import KernelFamily, StableKernel, sync_family_kernels
     from envmgr.kernels.sync import live_kernels
     from envmgr.layout import Layout
 
@@ -46,8 +46,8 @@ def example(lab_dirs: dict[str, Path]) -> dict:  # noqa: F811
     soon = (dt.date.today() + dt.timedelta(days=30)).isoformat()
     fam = KernelFamily(family="example", display_name="Example", group="Demo", latest_build=IDS[None],
                        latest_built="2026-11-01T02:13:40Z",
-                       stable=[StableRelease("2025.9", IDS["2025.9"], "2025-09-01T02:13:40Z", soon),
-                               StableRelease("2026.1", IDS["2026.1"], "2026-01-01T02:13:40Z", "2029-01-01")])
+                       stable=[StableKernel("2025.9", IDS["2025.9"], "2025-09-01T02:13:40Z", soon),
+                               StableKernel("2026.1", IDS["2026.1"], "2026-01-01T02:13:40Z", "2029-01-01")])
     retired.note(kernels_dir, retired.Retirement("example-2024.1", "example", "2024.1",
                                                  "20240101T021340Z-ab12cd", "2027-01-01", "2026-11-30"))
     entries = retired.refresh(kernels_dir, "example", live_kernels(fam))

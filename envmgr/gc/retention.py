@@ -70,7 +70,7 @@ TARGET_PREFIX, TARGET_FAILED = "prefix", "failed-prefix"  # what a deletion remo
 
 
 @dataclass(frozen=True)
-class Policy:
+class RetentionRules:
     """The site policy with a family's spec override applied."""
 
     keep_previous: int
@@ -84,15 +84,15 @@ class Policy:
                 "failed_days": self.failed_days, "pinned": sorted(self.pinned), "source": self.source}
 
 
-def effective_policy(site: RetentionPolicy, override: Retention | None, source: str = "site") -> Policy:
+def effective_policy(site: RetentionPolicy, override: Retention | None, source: str = "site") -> RetentionRules:
     """Spec values win where set (None means "site default")."""
     if override is None:
-        return Policy(site.keep_previous, site.grace_days, site.failed_days, source="site")
+        return RetentionRules(site.keep_previous, site.grace_days, site.failed_days, source="site")
 
     def pick(value: int | None, default: int) -> int:
         return default if value is None else value
 
-    return Policy(pick(override.keep_previous, site.keep_previous),
+    return RetentionRules(pick(override.keep_previous, site.keep_previous),
                   pick(override.grace_days, site.grace_days),
                   pick(override.failed_days, site.failed_days),
                   frozenset(override.pinned), source=source)
@@ -191,7 +191,7 @@ class FamilyInput:
     """Everything the planner needs about one family."""
 
     view: FamilyView
-    policy: Policy
+    policy: RetentionRules
     usage: Mapping[str, Usage] = field(default_factory=dict)
     failed_on_disk: frozenset[str] = frozenset()  # build ids with an .failed-<id> prefix
     deferred: str | None = None  # deletions of this family must wait (e.g. a rollback holds its lock)
@@ -201,7 +201,7 @@ class FamilyInput:
 class FamilyPlan:
     family: str
     latest: str | None
-    policy: Policy
+    policy: RetentionRules
     decisions: tuple[Decision, ...]
     deferred: str | None = None
 

@@ -65,7 +65,7 @@ _TEMPLATE_NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 
 
 @dataclass(frozen=True)
-class StableRelease:
+class StableKernel:
     """A promoted release pinned to one build until ``support_until``."""
 
     release: str
@@ -78,7 +78,7 @@ class StableRelease:
 class KernelFamily:
     """What the kernels of one environment family need to know about it.
 
-    ``stable`` accepts StableRelease objects or (release, build_id, built,
+    ``stable`` accepts StableKernel objects or (release, build_id, built,
     support_until) tuples. ``mem_limit_mib`` becomes the launcher's address-space
     limit. ``latest_build`` None means no good build yet: no latest kernel.
     """
@@ -91,11 +91,11 @@ class KernelFamily:
     mem_limit_mib: int | None = None
     latest_build: str | None = None
     latest_built: str | None = None
-    stable: Sequence[StableRelease] = ()
+    stable: Sequence[StableKernel] = ()
     resources: Mapping[str, bytes] = field(default_factory=dict)  # extra files in every kernelspec
 
     def __post_init__(self) -> None:
-        releases = tuple(r if isinstance(r, StableRelease) else StableRelease(*r) for r in self.stable)
+        releases = tuple(r if isinstance(r, StableKernel) else StableKernel(*r) for r in self.stable)
         object.__setattr__(self, "stable", releases)
         object.__setattr__(self, "env", dict(self.env))
 
@@ -194,7 +194,7 @@ def desired_kernels(layout: Layout, fam: KernelFamily, *, launcher: Path) -> lis
 
 
 def _plan(layout: Layout, fam: KernelFamily, template: Mapping[str, Any], files: Mapping[str, bytes],
-          launcher: Path, stable: tuple[StableRelease, str] | None) -> KernelSpecPlan:
+          launcher: Path, stable: tuple[StableKernel, str] | None) -> KernelSpecPlan:
     if stable is None:
         name = kernel_name(fam.family, LATEST)
         target = layout.latest_link(fam.family)

@@ -17,7 +17,7 @@ from envmgr.kernels import retired
 from envmgr.kernels.kernelspecs import (
     SEPARATOR,
     KernelFamily,
-    StableRelease,
+    StableKernel,
     SyncResult,
     kernel_name,
     remove_family_kernels,
@@ -30,7 +30,7 @@ from envmgr.layout import LATEST
 
 def kernel_family(config: Config, view: FamilyView, spec: Spec) -> KernelFamily:
     latest = next((b for b in view.builds if b.build_id == view.latest), None)
-    releases = [StableRelease(r.release, r.build_id,
+    releases = [StableKernel(r.release, r.build_id,
                               _started(view, r.build_id), r.until.isoformat())
                 for r in view.releases if not r.expired() and _published(view, r.build_id)]
     return KernelFamily(
