@@ -204,6 +204,10 @@ def _check_staff_build(staff: dict, layout: Layout, first: str, new: str) -> Non
     assert "until" in before["stable"][0]["text"]
     assert before["build"] == {"disabled": False, "label": "Build now", "title": ""}
     assert before["rollback"]["disabled"] is True  # one build: nothing to roll back to
+    # The advisory badge: the last check's finding on the latest build and the stable release on it.
+    assert before["advisories"]["text"] == "1 advisory", before
+    assert "ENVMGR-TEST-0012 [HIGH] envmgr-demo-b 1.1" in before["advisories"]["title"]
+    assert "latest" in before["advisories"]["title"] and "stable 2026.1" in before["advisories"]["title"]
     assert staff["noXsrf"]["status"] == 403  # cookie auth without the XSRF token is refused
 
     # The second request showed the running build instead of starting another.
@@ -259,6 +263,18 @@ def test_staff_build_now_watch_and_roll_back(site, envmgr_cli, out: Path) -> Non
     promoted = envmgr_cli("promote", "fam", "--release", "2026.1", "--no-export")
     assert promoted.returncode == 0, promoted.stderr
     add_demo_package(site["channel"], "envmgr-demo-b", "1.2", depends=["envmgr-demo-a >=1.0"])
+    # The security officer's mirror names an advisory on the built envmgr-demo-b 1.1 (fixed in 1.2).
+    osv = site["tmp"] / "osv"
+    osv.mkdir()
+    (osv / "0.json").write_text(json.dumps({
+        "schema_version": "1.6.0", "id": "ENVMGR-TEST-0012", "modified": "2026-11-30T00:00:00Z",
+        "summary": "envmgr-demo-b before 1.2 is vulnerable", "database_specific": {"severity": "HIGH"},
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "envmgr_demo_b"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2"}]}]}]}))
+    with site["config"].open("a") as handle:
+        handle.write(f"advisories_dir: {osv}\n")
+    checked = envmgr_cli("advisories", "check")
+    assert checked.returncode == 3 and "ENVMGR-TEST-0012" in checked.stdout, checked.stdout + checked.stderr
 
     hub = Hub(site, out)
     try:

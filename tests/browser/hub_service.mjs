@@ -79,6 +79,10 @@ function readRow(page) {
       stable: [...tr.querySelectorAll('[data-release]')].map(li => ({
         release: li.dataset.release, text: li.textContent.trim(), className: li.className })),
       group: tr.closest('section').dataset.group,
+      advisories: (() => {
+        const badge = tr.querySelector('[data-field="advisories"] summary');
+        return badge ? { text: badge.textContent.trim(), title: badge.title } : null;
+      })(),
       build: button('build'), rollback: button('rollback')
     };
   });
