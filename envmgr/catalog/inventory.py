@@ -72,7 +72,9 @@ class FamilyView:
                 "stable": [r.to_json() for r in self.releases]}
 
 
-def family_view(config: Config, family: str, spec: Spec | None = None) -> FamilyView:
+def family_view(config: Config, family: str, spec: Spec | None = None,
+                dirs: frozenset[str] | None = None) -> FamilyView:
+    """The family's builds as records and the disk say; ``dirs``: ``published_dirs``, if read."""
     layout = config.layout
     recs = records.all_records(layout, family)
     built = {r.build_id: r.started for r in recs}
@@ -81,7 +83,7 @@ def family_view(config: Config, family: str, spec: Spec | None = None) -> Family
     for r in releases:
         pinned.setdefault(r.build_id, []).append(r.release)
     latest = layout.latest_build(family)
-    published = published_dirs(layout, family)
+    published = published_dirs(layout, family) if dirs is None else dirs
     infos = tuple(BuildInfo(record=r, published=r.build_id in published,
                             latest=r.build_id == latest, releases=tuple(pinned.get(r.build_id, ())))
                   for r in recs)

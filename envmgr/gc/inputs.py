@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 
 from envmgr.catalog.governing import SpecChoice
-from envmgr.catalog.inventory import family_view
+from envmgr.catalog.inventory import family_view, published_dirs
 from envmgr.config import Config
 from envmgr.define.spec import Retention
 from envmgr.host.procscan import ProcessScan
@@ -24,22 +24,21 @@ from envmgr.layout import FAILED_PREFIX, Layout
 from .retention import FamilyInput, Usage, effective_policy
 
 
-def failed_prefixes(layout: Layout, family: str) -> frozenset[str]:
-    family_dir = layout.family_dir(family)
-    if not family_dir.is_dir():
-        return frozenset()
-    return frozenset(e.name[len(FAILED_PREFIX):] for e in family_dir.iterdir()
-                     if e.name.startswith(FAILED_PREFIX) and e.is_dir())
+def failed_prefixes(layout: Layout, family: str, dirs: frozenset[str] | None = None) -> frozenset[str]:
+    """Build ids with a ``.failed-<id>`` prefix (from ``dirs``, the envs folder's directories, if read)."""
+    dirs = published_dirs(layout, family) if dirs is None else dirs
+    return frozenset(name[len(FAILED_PREFIX):] for name in dirs if name.startswith(FAILED_PREFIX))
 
 
 def gather_family(config: Config, family: str, choice: SpecChoice, scan: ProcessScan,
                   deferred: str | None = None) -> FamilyInput:
     """Read everything the planner needs about ``family`` (records, releases, leases, /proc)."""
     layout = config.layout
-    view = family_view(config, family, choice.spec)
+    dirs = published_dirs(layout, family)  # one listing of the envs folder for both
+    view = family_view(config, family, choice.spec, dirs)
     override = choice.spec.retention if choice.spec else None
     source = f"spec {choice.source}" if override is not None and override != Retention() else "site"
-    failed = failed_prefixes(layout, family)
+    failed = failed_prefixes(layout, family, dirs)
     usage = {}
     for info in view.builds:
         build_id = info.build_id
