@@ -336,6 +336,16 @@ def _cached(entry: dict[str, Any], now: dt.datetime) -> _Entry:
     return _Entry(fs, [StatusWarning(**w) for w in entry["notices"]])
 
 
+def _usable(stored: dict[str, Any] | None, now: dt.datetime) -> _Entry | None:
+    """A stored entry as an ``_Entry``; None (computed afresh) for one that is not well-formed."""
+    if stored is None:
+        return None
+    try:
+        return _cached(stored, now)
+    except (KeyError, TypeError, ValueError, AttributeError):  # edited or damaged: never trusted
+        return None
+
+
 def _finish(config: Config, entry: _Entry, now: dt.datetime) -> FamilyStatus:
     """Add the live part: who builds the family now, and the warnings at ``now``."""
     fs = entry.status
@@ -362,8 +372,9 @@ def _family_statuses(config: Config, families: list[str], now: dt.datetime, toda
     for family in families:
         key = cache.key(family) if use else None
         stored = cache.get(family, key, now) if key is not None and not refresh else None
-        if stored is not None:
-            entry, hits = _cached(stored, now), hits + 1
+        entry = _usable(stored, now)
+        if entry is not None:
+            hits += 1
         else:
             entry = _compute(config, family, cache.governing.choice(family), now, today, scan)
             if key is not None:
