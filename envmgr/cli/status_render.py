@@ -111,6 +111,10 @@ def render_status(report: StatusReport) -> Iterable[Any]:
     fs = report.mount
     if fs is not None:
         yield Text(f"filesystem: {fs.fstype} at {fs.mountpoint}; leases: {report.lock_safety.level}")
+    if report.families:
+        n, computed = len(report.families), len(report.families) - report.cached_families
+        yield Text(f"families: {n} in {report.seconds:.2f} s, {report.cached_families} from the status "
+                   f"cache, {computed} computed (--refresh recomputes all)", style="dim")
     if report.warnings:
         yield Text(f"{len(report.warnings)} warning(s):", style="bold yellow")
         for w in report.warnings:
