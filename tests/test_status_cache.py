@@ -160,6 +160,7 @@ def test_every_change_to_a_family_is_seen_and_unchanged_families_come_from_the_c
     assert first["zeta"]["latest"]["in_use"] is True and first["zeta"]["kernels"]
 
     # One change per family, each through the writer that makes it in real life.
+    mutated_at = time.monotonic()
     site.build("alpha", 4)  # a new build, published: latest moves
     records.update(layout, "beta", layout.latest_build("beta"), package_count=11)  # same size, renamed
     record_promotion(layout, "gamma", "2026.1", layout.published_builds("gamma")[0], dt.date(2029, 1, 1))
@@ -182,8 +183,11 @@ def test_every_change_to_a_family_is_seen_and_unchanged_families_come_from_the_c
     assert changed["zeta"]["latest"]["in_use"] is False
     assert hits == 1  # iota: who builds it is probed live; the rest of its entry is unchanged
     # What was written this instant is not stored yet (racy): only iota and zeta (a lock released
-    # writes nothing) come from the cache on the next call.
-    assert agree(site, monkeypatch)[1] == 2
+    # writes nothing) come from the cache on the next call (unless a loaded machine took longer
+    # than the racy window to get here: then the entries were rightly stored).
+    hits = agree(site, monkeypatch)[1]
+    if time.monotonic() - mutated_at < RACY_SECONDS:
+        assert hits == 2
 
     settle()
     agree(site, monkeypatch)
