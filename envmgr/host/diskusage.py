@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from envmgr.config import Config
-from envmgr.fsutil import atomic_write_json, disk_usage, read_json
+from envmgr.fsutil import atomic_write_json, disk_usage, read_json, stat_key
 from envmgr.clock import iso, parse_iso, utcnow
 
 MAX_AGE = dt.timedelta(hours=24)
@@ -64,12 +64,11 @@ class DiskUsage:
 
 
 def _folder_stamp(path: str) -> str:
-    """A folder's (inode, mtime_ns, ctime_ns): every entry added, removed or renamed changes it."""
+    """A folder's stat key: every entry added, removed or renamed changes its mtime."""
     try:
-        st = os.stat(path)
+        return ":".join(map(str, stat_key(os.stat(path))))
     except OSError:
         return "-"
-    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def fingerprint(config: Config, families: list[str]) -> str:

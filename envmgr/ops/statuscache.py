@@ -42,7 +42,6 @@ and fresh reports agree through each kind of change.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ import envmgr
 from envmgr._internal import _json
 from envmgr.config import Config
 from envmgr.errors import EnvironmentProblem
+from envmgr.fsutil import stat_key
 from envmgr.layout import LATEST, NOT_SPECS, SPEC_SUFFIXES, Layout
 from envmgr.yamlcache import read_private, user_cache_dir, write_private
 
@@ -62,11 +62,16 @@ if TYPE_CHECKING:
 FORMAT = 1
 RACY_SECONDS = 2  # above the coarsest timestamp granularity of the filesystems we meet (1 s)
 LEASE_SUFFIX = ".lease"
-Stat = list[int]
+Stat = list[int]  # fsutil.stat_key as a list: (size, mtime_ns, inode, ctime_ns), compared after JSON
 
 
 def _stat_value(st: os.stat_result) -> Stat:
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+    return list(stat_key(st))
+
+
+def _racy(value: Stat | None, after_ns: int) -> bool:
+    """Changed (mtime or ctime) after ``after_ns``: a second change in the same tick could hide."""
+    return value is not None and max(value[1], value[3]) >= after_ns
 
 
 @dataclass
@@ -85,7 +90,7 @@ class _KeyMaker:
         self.key = FamilyKey([])
 
     def racy(self, value: Stat | None) -> bool:
-        return value is not None and max(value[1], value[3]) >= self.racy_after_ns
+        return _racy(value, self.racy_after_ns)
 
     def stat(self, path: str, *, folder: bool = False) -> Stat | None:
         (self.key.folders if folder else self.key.files).add(path)
@@ -103,10 +108,6 @@ class _KeyMaker:
             return sorted(os.listdir(folder))
         except (FileNotFoundError, NotADirectoryError):
             return []
-
-
-def _racy_after(now_ns: int | None) -> int:
-    return (time.time_ns() if now_ns is None else now_ns) - RACY_SECONDS * 10**9
 
 
 # -- which spec governs a family, without parsing one ----------------------------------------
@@ -177,8 +178,7 @@ class Governing:
         return ["recorded", latest, k.stat(f"{paths.records}/{family}/{latest}/spec.yaml")]
 
     def to_json(self) -> dict[str, Any] | None:
-        racy = any(k for k in (self.listing or {}).values()
-                   if k is not None and max(k[1], k[3]) >= self.racy_after_ns)
+        racy = any(_racy(v, self.racy_after_ns) for v in (self.listing or {}).values())
         return None if racy else {"listing": self.listing, "mapping": self.mapping}
 
 
@@ -212,7 +212,8 @@ def _held_usage(layout: Layout, family: str, build_id: str) -> dict[str, Any]:
     return build_usage(layout, family, build_id, build_id, ProcessScan(), probe_lease=True).to_json()
 
 
-def family_key(config: Config, family: str, governing: Governing, racy_after_ns: int) -> FamilyKey:
+def family_key(config: Config, family: str, governing: Governing, racy_after_ns: int,
+               paths: _Paths | None = None) -> FamilyKey:
     """Everything ``family``'s status entry is computed from (read before computing it).
 
     Folders stand for what is in them where every change in them is a rename or
@@ -221,7 +222,7 @@ def family_key(config: Config, family: str, governing: Governing, racy_after_ns:
     ``envs/<family>`` (publication, the latest link, failed prefixes, gc and
     restore all rename there).
     """
-    paths = _paths(config.layout)
+    paths = paths or _paths(config.layout)
     k = _KeyMaker(racy_after_ns)  # a stat changed after this moment: do not store (see above)
     k.key.value = [
         k.stat(f"{paths.records}/{family}", folder=True),
@@ -302,13 +303,13 @@ class StatusCache:
     which spec governs a family.
     """
 
-    def __init__(self, config: Config, today: dt.date, now_ns: int | None = None, *,
-                 enabled: bool = True) -> None:
+    def __init__(self, config: Config, today: dt.date, *, enabled: bool = True) -> None:
         self.config = config
-        self.racy_after_ns = _racy_after(now_ns)
+        self.racy_after_ns = time.time_ns() - RACY_SECONDS * 10**9
+        self.paths = _paths(config.layout)
         self.path = _store_path(config) if enabled else None
         data = read_private(self.path) if self.path is not None else None
-        self.site = json.loads(json.dumps(_site_key(config, today))) if self.path is not None else None
+        self.site = _site_key(config, today) if self.path is not None else None  # lists, as stored
         valid = isinstance(data, dict) and data.get("format") == FORMAT and data.get("site") == self.site
         families = data.get("families") if valid else None
         self.entries: dict[str, Any] = families if isinstance(families, dict) else {}
@@ -320,7 +321,7 @@ class StatusCache:
         return self.path is not None
 
     def key(self, family: str) -> FamilyKey:
-        return family_key(self.config, family, self.governing, self.racy_after_ns)
+        return family_key(self.config, family, self.governing, self.racy_after_ns, self.paths)
 
     def get(self, family: str, key: FamilyKey, now: dt.datetime) -> dict[str, Any] | None:
         """The stored entry if its key equals ``key`` and ``now`` is before its horizon."""
