@@ -547,29 +547,19 @@ def collect(config: Config, families: list[str] | None = None, *, dry_run_only: 
         result.cache = prune_cache(config, result) if prune else CacheReport(False)
         empty_trash(layout, Path(config.pkgs_dir), result, progress)
         if prune and not result.cache.skipped:
-            prune_pyc(config, result)
-        if prune and not result.cache.skipped:
-            prune_uv(config, result)
+            prune_after_trash(config, result)
     return result
 
 
-def prune_uv(config: Config, result: GcResult) -> None:
-    """``uv cache prune`` (gc/uvcache.py) while no build, and so no uv, runs for this root."""
-    with pkgcache.no_build_running(config.layout) as busy:
-        if busy:
-            result.cache.skipped = busy
-            return
-        result.cache.uv = uvcache.prune(Path(config.pkgs_dir))
-    if result.cache.uv.error:
-        result.errors.append(f"uv cache: {result.cache.uv.error}")
-    result.freed_bytes += result.cache.uv.bytes
-
-
-def prune_pyc(config: Config, result: GcResult) -> None:
-    """Drop .pyc cache entries no prefix links (after the trash is empty: its links are gone)."""
+def prune_after_trash(config: Config, result: GcResult) -> None:
+    """The caches pruned once the trash is empty (its links are gone), under one check that no
+    build (and so no uv) runs: .pyc entries no prefix links, then ``uv cache prune`` (gc/uvcache.py)."""
     with pkgcache.no_build_running(config.layout) as busy:
         if busy:
             result.cache.skipped = busy
             return
         result.cache.pyc = pycache.prune(Path(config.pkgs_dir), apply=True)
-    result.freed_bytes += result.cache.pyc.bytes
+        result.cache.uv = uvcache.prune(Path(config.pkgs_dir))
+    if result.cache.uv.error:
+        result.errors.append(f"uv cache: {result.cache.uv.error}")
+    result.freed_bytes += result.cache.pyc.bytes + result.cache.uv.bytes
