@@ -126,8 +126,7 @@ def lock_held(path: str | os.PathLike[str]) -> bool:
 
 def holder_info(layout: Layout, family: str) -> dict | None:
     """Who is building ``family`` now, or None if nobody holds the lock."""
-    if not lock_held(f"{os.fspath(layout.locks_dir)}/{family}.lock"):  # layout.build_lock, as a str:
-        # status asks for every family (issue 14)
+    if not lock_held(layout.build_lock(family)):
         return None
     return read_json(layout.build_lock_holder(family)) or {"step": "unknown"}
 

@@ -130,7 +130,6 @@ class Layout:
     def locks_dir(self) -> Path:
         return self.root / "locks"
 
-    @lru_cache(maxsize=16384)  # status probes every family's lock
     def build_lock(self, family: str) -> Path:
         return self.locks_dir / f"{family}.lock"
 
