@@ -919,3 +919,19 @@ def test_gc_prunes_what_uv_no_longer_reaches_and_keeps_what_it_reuses(base, tmp_
     text = run_envmgr("gc", config=config)
     assert text.returncode == 0, text.stderr
     assert "uv cache: pruned" in text.stdout
+
+    # A prune that fails (a file nobody may remove, even root): exit 5, named, nothing else lost.
+    stuck = cache / "wheels-v0" / "pypi" / "stuck" / "stuck.whl"
+    stuck.parent.mkdir(parents=True)
+    stuck.write_bytes(b"\0")
+    if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode != 0:
+        return  # no immutable flag here (not root, or not ext4): the failure path needs one
+    try:
+        failed = run_envmgr("gc", "--json", config=config)
+        assert failed.returncode == 5, failed.stdout + failed.stderr
+        doc = json_of(failed)["result"]
+        assert doc["cache"]["uv"]["ran"] and "uv cache prune failed" in doc["cache"]["uv"]["error"]
+        assert any(e.startswith("uv cache: ") for e in doc["errors"]) and "Traceback" not in failed.stderr
+        assert stuck.exists() and [p for p in reusable if not p.exists()] == []
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
